@@ -1,0 +1,42 @@
+# The README's two commands: `make demo` (set up, run the main job) and `make test`
+# (set up with every extra, run the whole suite including the MPI tests).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ABS_BIN = $(abspath $(BIN))
+# mpi4jax tries a CUDA build when nvcc is on PATH; this machine's nvcc has no CUDA headers.
+NVCC_DIR := $(shell command -v nvcc >/dev/null 2>&1 && dirname "$$(command -v nvcc)")
+BUILD_PATH := $(shell echo "$$PATH" | tr ':' '\n' | grep -vxF "$(NVCC_DIR)" | paste -sd: -)
+
+.PHONY: demo test test-fast install install-all clean
+
+demo: install
+	$(BIN)/legato demo
+
+test: install-all
+	$(BIN)/python -m pytest
+
+test-fast: install-all
+	$(BIN)/python -m pytest -m "not slow"
+
+install: $(VENV)/.core-installed
+install-all: $(VENV)/.all-installed
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.core-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.all-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q "mpi4py>=4" "mpich>=4" nanobind cython setuptools wheel
+	PATH="$(ABS_BIN):$(BUILD_PATH)" MPI4JAX_BUILD_MPICC="$(ABS_BIN)/mpicc" \
+		$(BIN)/python -m pip install -q --no-build-isolation "mpi4jax==0.9.1.post2"
+	$(BIN)/python -m pip install -q -e ".[mpi,dev]"
+	touch $@ $(VENV)/.core-installed
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache

@@ -1,0 +1,124 @@
+"""`legato data ...`: generate reference data, inspect and split datasets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from legato_jax.data.generate import AmmoniaGenConfig, generate_ammonia
+from legato_jax.data.io import LabelKeys, read_frames
+from legato_jax.data.split import block_split, write_split
+from legato_jax.data.stats import dataset_statistics, format_statistics
+
+
+def add_read_options(p: argparse.ArgumentParser) -> None:
+    """Options every command that reads labelled data shares."""
+    p.add_argument("--energy-key", default="energy", help="energy key (calculator results or info)")
+    p.add_argument("--forces-key", default="forces", help="forces key (calculator results or arrays)")
+    p.add_argument("--stress-key", default="stress", help="stress key (calculator results or info)")
+    p.add_argument("--species", default=None, help="comma-separated type map, e.g. H,N; frames with other species are rejected")
+    p.add_argument("--min-distance", type=float, default=0.5, help="reject frames with atoms closer than this (Å)")
+    p.add_argument("--format", dest="file_format", default=None, help="ASE format name when the suffix does not tell")
+
+
+def read_from_args(args: argparse.Namespace, path: str):
+    keys = LabelKeys(args.energy_key, args.forces_key, args.stress_key)
+    type_map = args.species.split(",") if args.species else None
+    return read_frames(path, keys, type_map, args.min_distance, file_format=args.file_format)
+
+
+def register(sub) -> None:
+    data = sub.add_parser("data", help="reference data: generate, inspect, split")
+    dsub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+
+    d = AmmoniaGenConfig()
+    g = dsub.add_parser("generate-ammonia", help="GFN1-xTB Langevin MD of liquid ammonia -> extxyz")
+    g.add_argument("--output", default=d.output)
+    g.add_argument("--n-molecules", type=int, default=d.n_molecules)
+    g.add_argument("--density", type=float, default=d.density, help="g/cm^3")
+    g.add_argument("--temperatures", type=float, nargs="+", default=list(d.temperatures), help="K, one segment each")
+    g.add_argument("--frames-per-temperature", type=int, default=d.frames_per_temperature)
+    g.add_argument("--stride", type=int, default=d.stride, help="MD steps between saved frames")
+    g.add_argument("--timestep", type=float, default=d.timestep, help="fs")
+    g.add_argument("--thermalize-steps", type=int, default=d.thermalize_steps)
+    g.add_argument("--friction", type=float, default=d.friction, help="Langevin friction, 1/fs")
+    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--method", default=d.method, choices=["GFN1-xTB", "GFN2-xTB"])
+    g.add_argument("--workers", type=int, default=1, help="temperature segments run in parallel")
+    g.add_argument("--max-new-frames", type=int, default=None, help="stop each segment after this many new frames (rerun to continue)")
+    g.add_argument("--json", action="store_true", help="print the per-segment report as JSON")
+    g.set_defaults(func=_generate)
+
+    i = dsub.add_parser("inspect", help="validate a dataset and print its statistics")
+    i.add_argument("file")
+    i.add_argument("--r-max", type=float, default=6.0, help="cutoff for neighbour statistics (Å)")
+    i.add_argument("--json", action="store_true")
+    add_read_options(i)
+    i.set_defaults(func=_inspect)
+
+    s = dsub.add_parser("split", help="deterministic train/validation/test split by frame blocks")
+    s.add_argument("file")
+    s.add_argument("--output", default=None, help="default: FILE with suffix .split.json")
+    s.add_argument("--fractions", type=float, nargs=3, default=[0.8, 0.1, 0.1])
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--block", type=int, default=10, help="consecutive frames kept together")
+    add_read_options(s)
+    s.set_defaults(func=_split)
+
+
+def _generate(args) -> int:
+    cfg = AmmoniaGenConfig(
+        output=args.output,
+        n_molecules=args.n_molecules,
+        density=args.density,
+        temperatures=tuple(args.temperatures),
+        frames_per_temperature=args.frames_per_temperature,
+        stride=args.stride,
+        timestep=args.timestep,
+        thermalize_steps=args.thermalize_steps,
+        friction=args.friction,
+        seed=args.seed,
+        method=args.method,
+    )
+    reports = generate_ammonia(cfg, workers=args.workers, max_new_frames=args.max_new_frames)
+    if args.json:
+        import dataclasses
+
+        print(json.dumps([dataclasses.asdict(r) for r in reports], indent=1))
+    else:
+        print(f"{'T target (K)':>12} {'frames':>7} {'T mean (K)':>11} {'± s.e.':>7} {'T std':>7} {'s/frame':>8} {'intact':>7}  thermostat")
+        for r in reports:
+            print(
+                f"{r.temperature:12.1f} {r.frames:7d} {r.mean_temperature:11.2f} {r.stderr_temperature:7.2f} "
+                f"{r.std_temperature:7.2f} {r.seconds_per_frame:8.3f} {r.intact_fraction:7.3f}  "
+                f"{'ok' if r.thermostat_ok else 'OFF TARGET'}"
+            )
+    done = all(r.frames >= cfg.frames_per_temperature for r in reports)
+    print(f"wrote {cfg.output}" if done else f"stopped early; rerun the same command to continue", file=sys.stderr)
+    return 0
+
+
+def _inspect(args) -> int:
+    frames = read_from_args(args, args.file)
+    stats = dataset_statistics(frames, args.r_max)
+    print(json.dumps(stats, indent=1) if args.json else format_statistics(stats, args.file))
+    return 0
+
+
+def _split(args) -> int:
+    frames = read_from_args(args, args.file)
+    split = block_split(len(frames), args.fractions, args.seed, args.block)
+    out = args.output or _split_path(args.file)
+    meta = {"file": args.file, "frames": len(frames), "fractions": args.fractions, "seed": args.seed, "block": args.block}
+    write_split(out, split, meta)
+    print(f"wrote {out}: " + ", ".join(f"{k} {len(v)}" for k, v in split.items()))
+    return 0
+
+
+def _split_path(path: str) -> str:
+    for suffix in (".xz", ".gz", ".bz2"):
+        if path.endswith(suffix):
+            path = path[: -len(suffix)]
+    stem = path.rsplit(".", 1)[0] if "." in path.rsplit("/", 1)[-1] else path
+    return stem + ".split.json"

@@ -1,0 +1,42 @@
+"""Entry point of `legato`: subcommands register themselves; user errors print one line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from legato_jax import __version__
+from legato_jax.cli import data as data_cmd
+from legato_jax.cli import demo as demo_cmd
+from legato_jax.errors import LegatoError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="legato", description="Allegro / Allegro-Legato potentials and MD in JAX."
+    )
+    parser.add_argument("--version", action="version", version=f"legato_jax {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    data_cmd.register(sub)
+    demo_cmd.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except LegatoError as exc:
+        print(f"legato {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        print(f"legato {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"legato {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
