@@ -1,0 +1,120 @@
+"""Allegro hyper-parameters as a frozen dataclass, read from YAML with strict key checking."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from legato_jax.errors import ConfigError
+
+PARITIES = ("o3_full", "o3_restricted", "so3")
+
+
+@dataclass(frozen=True)
+class AllegroConfig:
+    """Allegro 0.2.0 architecture (see shared reference allegro.md). Lengths in Å."""
+
+    species: tuple[str, ...] = ("H", "N")
+    r_max: float = 6.0
+    num_layers: int = 3
+    l_max: int = 1
+    parity: str = "o3_full"
+    num_channels: int = 32  # env_embed_multiplicity
+    two_body_mlp: tuple[int, ...] = (32, 64, 128)
+    latent_mlp: tuple[int, ...] = (128,)
+    edge_energy_mlp: tuple[int, ...] = (32,)
+    num_bessel: int = 8
+    bessel_trainable: bool = True
+    polynomial_p: int = 7
+    per_layer_cutoffs: tuple[float, ...] | None = None  # num_layers + 1 radii, non-increasing
+    latent_resnet: bool = True
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        for name in ("species", "two_body_mlp", "latent_mlp", "edge_energy_mlp"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.per_layer_cutoffs is not None:
+            object.__setattr__(self, "per_layer_cutoffs", tuple(float(r) for r in self.per_layer_cutoffs))
+        self.validate()
+
+    def validate(self) -> None:
+        def bad(key, why):
+            raise ConfigError(f"model option '{key}': {why} (got {getattr(self, key)!r})")
+
+        if len(self.species) == 0 or len(set(self.species)) != len(self.species):
+            bad("species", "must be a non-empty list of distinct chemical symbols")
+        if not self.r_max > 0:
+            bad("r_max", "must be > 0 Å")
+        if self.num_layers < 1:
+            bad("num_layers", "must be >= 1")
+        if not 0 <= self.l_max <= 3:
+            bad("l_max", "must be 0, 1, 2 or 3")
+        if self.parity not in PARITIES:
+            bad("parity", f"must be one of {list(PARITIES)}")
+        if self.num_channels < 1:
+            bad("num_channels", "must be >= 1")
+        for key in ("two_body_mlp", "latent_mlp"):
+            if len(getattr(self, key)) == 0 or min(getattr(self, key)) < 1:
+                bad(key, "must be a non-empty list of positive widths")
+        if self.latent_resnet and self.two_body_mlp[-1] != self.latent_mlp[-1]:
+            bad("latent_mlp", f"last width must equal two_body_mlp's last ({self.two_body_mlp[-1]}) with latent_resnet")
+        if min(self.edge_energy_mlp, default=1) < 1:
+            bad("edge_energy_mlp", "widths must be positive")
+        if self.num_bessel < 1:
+            bad("num_bessel", "must be >= 1")
+        if self.polynomial_p < 2:
+            bad("polynomial_p", "must be >= 2")
+        if self.per_layer_cutoffs is not None:
+            c = self.per_layer_cutoffs
+            if len(c) != self.num_layers + 1 or any(b > a for a, b in zip(c, c[1:])) or c[0] > self.r_max or min(c) <= 0:
+                bad("per_layer_cutoffs", f"must be {self.num_layers + 1} non-increasing radii in (0, r_max]")
+        if self.dtype not in ("float32", "float64"):
+            bad("dtype", "must be float32 or float64")
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "model config") -> "AllegroConfig":
+        valid = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - valid)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(valid)}")
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "AllegroConfig":
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"{path}: no such model config")
+        with open(path) as fh:
+            data = yaml.safe_load(fh) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of model options")
+        return cls.from_dict(data, str(path))
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    """Constants fitted on the training data, fixed inside the model (not trained).
+
+    E_i = scale_t * (1/sqrt(avg_num_neighbors)) * sum_j E_ij + shift_t, per species t.
+    """
+
+    avg_num_neighbors: float = 1.0
+    species_scale: tuple[float, ...] = field(default=(1.0, 1.0))
+    species_shift: tuple[float, ...] = field(default=(0.0, 0.0))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "species_scale", tuple(float(x) for x in self.species_scale))
+        object.__setattr__(self, "species_shift", tuple(float(x) for x in self.species_shift))
+        if not self.avg_num_neighbors > 0:
+            raise ConfigError(f"avg_num_neighbors must be > 0, got {self.avg_num_neighbors}")
+
+    @classmethod
+    def default(cls, n_species: int) -> "ModelStats":
+        return cls(1.0, (1.0,) * n_species, (0.0,) * n_species)

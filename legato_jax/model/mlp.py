@@ -1,0 +1,33 @@
+"""Bias-free MLPs with Allegro's initialization and scaling."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import e3nn_jax as e3nn
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def uniform_sqrt3(key, shape, dtype=jnp.float32):
+    """U(-sqrt 3, sqrt 3): unit variance."""
+    return jax.random.uniform(key, shape, dtype, -jnp.sqrt(3.0), jnp.sqrt(3.0))
+
+
+class ScalarMLP(nn.Module):
+    """in -> widths[0] -> ... -> widths[-1]; SiLU (normalized to unit second moment) between
+    layers, none after the last; each layer computes x @ W / sqrt(fan_in), no biases."""
+
+    widths: Sequence[int]
+    activate_hidden: bool = True
+
+    @nn.compact
+    def __call__(self, x):
+        act = e3nn.normalize_function(jax.nn.silu)
+        for k, width in enumerate(self.widths):
+            w = self.param(f"w{k}", uniform_sqrt3, (x.shape[-1], width), x.dtype)
+            x = x @ w / jnp.sqrt(jnp.asarray(x.shape[-1], x.dtype))
+            if self.activate_hidden and k < len(self.widths) - 1:
+                x = act(x)
+        return x
