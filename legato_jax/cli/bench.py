@@ -1,0 +1,13 @@
+"""`legato bench ...`: benchmarks that print a table."""
+
+from __future__ import annotations
+
+from legato_jax.bench import inference
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bench", help="benchmarks (print a table)")
+    bsub = p.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
+    i = bsub.add_parser("inference", help="energy + forces per call on ammonia boxes, vs nequip-allegro if importable")
+    inference.add_arguments(i)
+    i.set_defaults(func=inference.main)
