@@ -158,3 +158,45 @@ def test_config_rejects_unknown_keys_and_bad_values():
         AllegroConfig(parity="o3")
     with pytest.raises(ConfigError, match="'latent_mlp'"):
         AllegroConfig(latent_mlp=(64,))
+
+
+def test_mirror_reflection_invariance(system):
+    """x -> -x; the reflected lattice is re-expressed with -c so the cell stays right-handed."""
+    M = np.diag([-1.0, 1.0, 1.0])
+    ref = system.copy()
+    ref.positions = system.positions @ M
+    ref.cell = np.diag([1.0, 1.0, -1.0]) @ (system.cell.array @ M)
+    assert np.linalg.det(ref.cell.array) > 0
+    pot = make(system, parity="o3_full", l_max=2)
+    params = init(pot, system)
+    p0, p1 = predict(pot, params, [system]), predict(pot, params, [ref])
+    np.testing.assert_allclose(p1.energy[0], p0.energy[0], rtol=1e-9)
+    np.testing.assert_allclose(p1.forces[:10], p0.forces[:10] @ M, atol=1e-9)
+
+
+def test_periodic_image_and_supercell(system):
+    pot = make(system)
+    params = init(pot, system)
+    p0 = predict(pot, params, [system])
+    moved = system.copy()
+    moved.positions[3] += system.cell.array[0] - 2 * system.cell.array[2]  # same atom, another image
+    np.testing.assert_allclose(predict(pot, params, [moved]).energy[0], p0.energy[0], rtol=1e-10)
+    big = system.repeat((2, 2, 2))
+    pb = predict(pot, params, [big])
+    np.testing.assert_allclose(pb.energy[0], 8 * p0.energy[0], rtol=1e-9)
+    np.testing.assert_allclose(pb.forces[: len(system)], p0.forces[: len(system)], atol=1e-9)
+    np.testing.assert_allclose(pb.stress[0], p0.stress[0], atol=1e-10)
+
+
+def test_float32_rotation_invariance(system):
+    pot = make(system, dtype="float32")
+    params = init(pot, system)
+    R = Rotation.random(random_state=3).as_matrix()
+    rot = system.copy()
+    rot.positions = system.positions @ R.T
+    rot.cell = system.cell.array @ R.T
+    p0, p1 = predict(pot, params, [system]), predict(pot, params, [rot])
+    assert p0.energy.dtype == np.float32
+    np.testing.assert_allclose(p1.energy[0], p0.energy[0], rtol=1e-5)
+    scale = np.abs(p0.forces).max()
+    np.testing.assert_allclose(p1.forces[:10] / scale, (p0.forces[:10] @ R.T) / scale, atol=1e-5)
