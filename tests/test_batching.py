@@ -90,10 +90,11 @@ def test_shuffle_is_deterministic_per_seed_and_epoch(graphs):
 
 def test_frames_of_one_size_need_few_buckets(rng):
     """Like MD data: same atom count, similar density -> a handful of shapes with the defaults."""
-    frames = [
-        frame_from_atoms(labelled(random_cell_atoms(rng, n=16, min_len=7.0, max_len=7.3)), f"f{k}")
-        for k in range(40)
-    ]
+    frames = []
+    for k in range(40):
+        atoms = random_cell_atoms(rng, n=16, min_len=6.0, max_len=6.0001)
+        atoms.set_cell(np.eye(3) * 6.0, scale_atoms=True)  # one density, as in NVT data
+        frames.append(frame_from_atoms(labelled(atoms), f"f{k}", min_distance=0.0))
     type_map = TypeMap.from_frames(frames)
     graphs = [frame_graph(f, type_map, CUTOFF) for f in frames]
     loader = BatchLoader(graphs, batch_size=8, cutoff=CUTOFF)

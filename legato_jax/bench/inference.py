@@ -117,8 +117,10 @@ def bench_nequip(atoms, config: AllegroConfig, repeats: int) -> dict:
         radial_chemical_embed_dim=m["radial_chemical_embed_dim"], avg_num_neighbors=50.0,
     ).eval()
     data = from_ase(atoms)
-    data = ChemicalSpeciesToAtomTypeMapper(chemical_symbols=list(config.species))(data) if _takes_symbols() else \
-        ChemicalSpeciesToAtomTypeMapper(model_type_names=list(config.species))(data)
+    species = list(config.species)
+    data = ChemicalSpeciesToAtomTypeMapper(
+        model_type_names=species, chemical_species_to_atom_type_map={s: s for s in species}
+    )(data)
     t0 = time.perf_counter()
     data = NeighborListTransform(r_max=config.r_max)(data)
     nl_s = time.perf_counter() - t0
@@ -133,14 +135,6 @@ def bench_nequip(atoms, config: AllegroConfig, repeats: int) -> dict:
     n = len(atoms)
     return {"atoms": n, "params": int(sum(p.numel() for p in model.parameters())), "neighbour_list_s": nl_s,
             "call_s": call_s, "us_per_atom": 1e6 * call_s / n, "torch_threads": torch.get_num_threads()}
-
-
-def _takes_symbols() -> bool:
-    import inspect
-
-    from nequip.data.transforms import ChemicalSpeciesToAtomTypeMapper
-
-    return "chemical_symbols" in inspect.signature(ChemicalSpeciesToAtomTypeMapper).parameters
 
 
 def run(args: argparse.Namespace) -> dict:

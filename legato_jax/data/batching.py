@@ -67,9 +67,9 @@ class BatchLoader:
     cutoff: float
     shuffle: bool = True
     seed: int = 0
-    node_quantum: int = 64
-    edge_quantum: int = 1024
-    growth: float = 1.1
+    node_quantum: int = 8
+    edge_quantum: int = 256
+    growth: float = 1.05
     drop_last: bool = False
     dtype: type = np.float32
     stats: PaddingStats = field(default_factory=PaddingStats)
