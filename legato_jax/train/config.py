@@ -1,0 +1,110 @@
+"""Training settings as a frozen dataclass; YAML in, `--set key=value` overrides, strict keys."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from legato_jax.errors import ConfigError
+from legato_jax.model.config import AllegroConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Paths are relative to the working directory."""
+
+    name: str = "allegro"
+    out_dir: str = "runs"
+    data: str = "data/ammonia.extxyz.xz"
+    split: str = "data/ammonia.split.json"
+    energy_key: str = "energy"
+    forces_key: str = "forces"
+    stress_key: str = "stress"
+    model: dict = field(default_factory=dict)  # AllegroConfig fields
+    seed: int = 0
+    batch_size: int = 4
+    eval_batch_size: int = 8
+    lr: float = 0.002
+    rho: float = 0.0  # SAM radius; 0 is plain Adam
+    sam_adaptive: bool = False
+    sam_eta: float = 0.01
+    clip_norm: float | None = None
+    energy_weight: float = 1.0
+    forces_weight: float = 1.0
+    stress_weight: float = 1.0  # applied to frames that carry stress
+    per_species_shift: bool = False
+    ema_decay: float = 0.99
+    plateau_factor: float = 0.5
+    plateau_patience: int = 50
+    min_lr: float = 1e-5
+    early_stop_patience: int = 100
+    early_stop_delta: float = 0.0
+    max_epochs: int = 1500
+    max_minutes: float | None = None
+    max_train_frames: int | None = None  # use the first N training frames (tests, quick looks)
+
+    def __post_init__(self) -> None:
+        self.model_config()  # validates the model block early
+        checks = {
+            "batch_size": self.batch_size >= 1, "eval_batch_size": self.eval_batch_size >= 1,
+            "lr": self.lr > 0, "rho": self.rho >= 0, "ema_decay": 0 <= self.ema_decay < 1,
+            "plateau_factor": 0 < self.plateau_factor < 1, "plateau_patience": self.plateau_patience >= 1,
+            "max_epochs": self.max_epochs >= 1,
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"training option '{key}' has an invalid value {getattr(self, key)!r}")
+
+    def model_config(self) -> AllegroConfig:
+        return AllegroConfig.from_dict(dict(self.model), "training config 'model'")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["model"] = self.model_config().to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "training config") -> "TrainConfig":
+        valid = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - valid)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(valid)}")
+        data = dict(data)
+        model = data.get("model", {})
+        if isinstance(model, str):  # a path to a model YAML
+            model = AllegroConfig.from_yaml(model).to_dict()
+        data["model"] = dict(model)
+        return cls(**data)
+
+
+def load_train_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
+    """Read a training YAML and apply `key=value` overrides (`model.key=value` for the model)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such training config")
+    with open(path) as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of training options")
+    if isinstance(data.get("model"), str):
+        model_path = Path(data["model"])
+        if not model_path.exists() and (path.parent / model_path).exists():
+            model_path = path.parent / model_path
+        data["model"] = AllegroConfig.from_yaml(model_path).to_dict()
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw)
+        if key.startswith("model."):
+            data.setdefault("model", {})[key[len("model."):]] = value
+        else:
+            data[key] = value
+    return TrainConfig.from_dict(data, str(path))

@@ -1,0 +1,263 @@
+"""The training loop: fit statistics, jitted SAM/Adam steps, EMA validation, plateau schedule,
+early stopping, atomic checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import yaml
+
+from legato_jax.data.batching import BatchLoader
+from legato_jax.data.graph import FrameGraph, TypeMap, frame_graph
+from legato_jax.data.io import LabelKeys, read_frames
+from legato_jax.data.split import read_split
+from legato_jax.errors import ConfigError, LegatoError
+from legato_jax.model.io import save_model
+from legato_jax.model.potential import Potential
+from legato_jax.train.checkpoint import load_checkpoint, save_checkpoint
+from legato_jax.train.config import TrainConfig
+from legato_jax.train.loss import LossWeights, batch_sums, loss_fn
+from legato_jax.train.optimizer import ema_update, make_optimizer, plateau_scale
+from legato_jax.train.statistics import fit_model_stats
+
+METRIC_FIELDS = [
+    "epoch", "step", "lr", "train_loss", "val_loss", "train_e_mae", "train_e_rmse", "train_f_mae", "train_f_rmse",
+    "val_e_mae", "val_e_rmse", "val_f_mae", "val_f_rmse", "step_time_s", "elapsed_s",
+]
+
+
+class TrainingDiverged(LegatoError):
+    """The loss or the parameters became non-finite."""
+
+
+class TrainState(NamedTuple):
+    params: Any
+    opt_state: Any
+    ema: Any
+    step: jax.Array
+    epoch: jax.Array
+    best_val: jax.Array
+    epochs_since_best: jax.Array
+    val_loss: jax.Array
+    elapsed: jax.Array
+
+
+@dataclass
+class Datasets:
+    type_map: TypeMap
+    train: list[FrameGraph]
+    validation: list[FrameGraph]
+    test: list[FrameGraph]
+
+
+def load_datasets(cfg: TrainConfig) -> Datasets:
+    """Read, validate (species against the model) and split the data; build neighbour lists."""
+    model = cfg.model_config()
+    frames = read_frames(cfg.data, LabelKeys(cfg.energy_key, cfg.forces_key, cfg.stress_key), model.species)
+    split = read_split(cfg.split, len(frames))
+    type_map = TypeMap(model.species)
+    graphs = {k: [frame_graph(frames[i], type_map, model.r_max) for i in idx] for k, idx in split.items()}
+    if cfg.max_train_frames is not None:
+        graphs["train"] = graphs["train"][: cfg.max_train_frames]
+    if not graphs["train"] or not graphs["validation"]:
+        raise ConfigError(f"{cfg.split}: training and validation splits must both be non-empty")
+    return Datasets(type_map, graphs["train"], graphs["validation"], graphs["test"])
+
+
+def summarize(sums: dict) -> dict:
+    """MAE/RMSE in meV/atom and meV/Å from accumulated `batch_sums`."""
+    f = lambda k: float(sums[k])
+    out = {
+        "e_mae": 1e3 * f("e_abs") / max(f("frames"), 1), "e_rmse": 1e3 * math.sqrt(f("e_sq") / max(f("frames"), 1)),
+        "f_mae": 1e3 * f("f_abs") / max(f("f_comp"), 1), "f_rmse": 1e3 * math.sqrt(f("f_sq") / max(f("f_comp"), 1)),
+    }
+    if f("s_comp") > 0:
+        out["s_mae"] = 1e3 * f("s_abs") / f("s_comp")
+        out["s_rmse"] = 1e3 * math.sqrt(f("s_sq") / f("s_comp"))
+    return out
+
+
+class Trainer:
+    """Holds the jitted functions of one run; `fit()` trains until a stopping rule fires."""
+
+    def __init__(self, cfg: TrainConfig, data: Datasets | None = None, progress: bool = True):
+        self.cfg = cfg
+        self.progress = progress
+        self.data = data or load_datasets(cfg)
+        model_cfg = cfg.model_config()
+        stats = fit_model_stats(self.data.train, len(model_cfg.species), cfg.per_species_shift)
+        self.potential = Potential(model_cfg, stats)
+        self.scale = stats.species_scale[0]
+        self.weights = LossWeights(cfg.energy_weight, cfg.forces_weight, cfg.stress_weight)
+        r = model_cfg.r_max
+        self.train_loader = BatchLoader(self.data.train, cfg.batch_size, r, shuffle=True, seed=cfg.seed)
+        self.val_loader = BatchLoader(self.data.validation, cfg.eval_batch_size, r, shuffle=False)
+        self.steps_per_epoch = len(self.train_loader)
+        self.optimizer = make_optimizer(
+            cfg.lr, cfg.rho, cfg.sam_adaptive, cfg.sam_eta, cfg.clip_norm, cfg.plateau_factor,
+            cfg.plateau_patience, self.steps_per_epoch,
+        )
+        self._train_step = jax.jit(self._step)
+        self._eval_sums = jax.jit(self._sums)
+
+    # -- pure functions -------------------------------------------------------------------
+    def _loss(self, params, batch):
+        return loss_fn(self.potential.predict(params, batch.graph), batch, self.weights, self.scale)
+
+    def _step(self, state: TrainState, batch):
+        loss, grads = jax.value_and_grad(self._loss)(state.params, batch)
+        grad_fn = lambda p: jax.grad(self._loss)(p, batch)
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params, grad_fn=grad_fn,
+                                                   value=state.val_loss)
+        params = optax.apply_updates(state.params, updates)
+        ema = ema_update(state.ema, params, state.step.astype(jnp.float32), self.cfg.ema_decay)
+        finite = jnp.isfinite(loss) & jnp.all(
+            jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(params)])
+        )
+        new = state._replace(params=params, opt_state=opt_state, ema=ema, step=state.step + 1)
+        return new, loss, finite
+
+    def _sums(self, params, batch):
+        return batch_sums(self.potential.predict(params, batch.graph), batch)
+
+    # -- host loop ------------------------------------------------------------------------
+    def init_state(self) -> TrainState:
+        batch = next(iter(BatchLoader(self.data.train[:1], 1, self.potential.config.r_max, shuffle=False)))
+        params = self.potential.init(jax.random.PRNGKey(self.cfg.seed), batch.graph)
+        return TrainState(
+            params=params, opt_state=self.optimizer.init(params), ema=params, step=jnp.array(0),
+            epoch=jnp.array(0), best_val=jnp.array(jnp.inf, jnp.float32), epochs_since_best=jnp.array(0),
+            val_loss=jnp.array(jnp.inf, jnp.float32), elapsed=jnp.array(0.0, jnp.float32),
+        )
+
+    def evaluate(self, params, graphs: list[FrameGraph] | None = None) -> dict:
+        loader = self.val_loader if graphs is None else BatchLoader(
+            graphs, self.cfg.eval_batch_size, self.potential.config.r_max, shuffle=False)
+        total = None
+        for batch in loader:
+            s = self._eval_sums(params, batch)
+            total = s if total is None else jax.tree_util.tree_map(jnp.add, total, s)
+        total = jax.device_get(total)
+        metrics = summarize(total)
+        w = self.weights
+        loss = w.energy * total["e_sq"] / max(total["frames"], 1) + w.forces * total["f_sq"] / max(total["f_comp"], 1)
+        if w.stress and total["s_comp"] > 0:
+            loss += w.stress * total["s_sq"] / total["s_comp"]
+        metrics["loss"] = float(loss) / self.scale**2
+        return metrics
+
+    def fit(self, state: TrainState | None = None) -> TrainState:
+        cfg = self.cfg
+        run = cfg.run_dir
+        run.mkdir(parents=True, exist_ok=True)
+        fresh = state is None
+        if fresh:
+            state = self.init_state()
+            with open(run / "config.yaml", "w") as fh:
+                yaml.safe_dump(cfg.to_dict(), fh, sort_keys=False)
+            with open(run / "stats.json", "w") as fh:
+                json.dump({"avg_num_neighbors": self.potential.stats.avg_num_neighbors,
+                           "species_scale": self.potential.stats.species_scale,
+                           "species_shift": self.potential.stats.species_shift}, fh, indent=1)
+            with open(run / "metrics.csv", "w", newline="") as fh:
+                csv.writer(fh).writerow(METRIC_FIELDS)
+            val = self.evaluate(state.ema)
+            state = state._replace(val_loss=jnp.array(val["loss"], jnp.float32))
+            save_checkpoint(run / "checkpoint.msgpack", state)
+        else:
+            _truncate_metrics(run / "metrics.csv", int(state.epoch))
+        self.train_loader._epoch = int(state.epoch)
+
+        from tqdm import tqdm
+
+        start_elapsed = float(state.elapsed)
+        t_start = time.perf_counter()
+        bar = tqdm(total=cfg.max_epochs * self.steps_per_epoch, initial=int(state.step), unit="step",
+                   desc=cfg.name, disable=not self.progress)
+        stop_reason = None
+        while int(state.epoch) < cfg.max_epochs:
+            epoch = int(state.epoch)
+            t_epoch = time.perf_counter()
+            train_loss = 0.0
+            for b, batch in enumerate(self.train_loader):
+                new_state, loss, finite = self._train_step(state, batch)
+                if not bool(finite):
+                    bar.close()
+                    raise TrainingDiverged(
+                        f"non-finite loss or parameters at step {int(state.step) + 1} (epoch {epoch + 1}, "
+                        f"batch {b}); the last good checkpoint is {run / 'checkpoint.msgpack'}; "
+                        f"lower lr or rho, or set clip_norm"
+                    )
+                state = new_state
+                train_loss += float(loss)
+                bar.update(1)
+            step_time = (time.perf_counter() - t_epoch) / self.steps_per_epoch
+            val = self.evaluate(state.ema)
+            train_metrics = self.evaluate(state.params, self.data.train[: max(len(self.data.validation), 1)])
+            improved = val["loss"] < float(state.best_val) * (1 - cfg.early_stop_delta)
+            elapsed = start_elapsed + time.perf_counter() - t_start
+            lr = cfg.lr * float(plateau_scale(state.opt_state))
+            state = state._replace(
+                epoch=state.epoch + 1, val_loss=jnp.array(val["loss"], jnp.float32),
+                best_val=jnp.array(min(val["loss"], float(state.best_val)), jnp.float32),
+                epochs_since_best=jnp.array(0 if improved else int(state.epochs_since_best) + 1),
+                elapsed=jnp.array(elapsed, jnp.float32),
+            )
+            if improved:
+                save_model(run / "best.npz", self.potential, state.ema,
+                           extra={"epoch": epoch + 1, "val": val, "train_config": cfg.to_dict()})
+            with open(run / "metrics.csv", "a", newline="") as fh:
+                csv.writer(fh).writerow([
+                    epoch + 1, int(state.step), lr, train_loss / self.steps_per_epoch, val["loss"],
+                    train_metrics["e_mae"], train_metrics["e_rmse"], train_metrics["f_mae"], train_metrics["f_rmse"],
+                    val["e_mae"], val["e_rmse"], val["f_mae"], val["f_rmse"], step_time, elapsed,
+                ])
+            save_checkpoint(run / "checkpoint.msgpack", state)
+            bar.set_postfix(val_f_mae=f"{val['f_mae']:.1f} meV/Å", lr=f"{lr:.2g}", refresh=False)
+            if lr < cfg.min_lr:
+                stop_reason = f"learning rate {lr:.2g} < min_lr {cfg.min_lr}"
+            elif int(state.epochs_since_best) >= cfg.early_stop_patience:
+                stop_reason = f"no validation improvement for {cfg.early_stop_patience} epochs"
+            elif cfg.max_minutes is not None and elapsed > 60 * cfg.max_minutes:
+                stop_reason = f"wall-time limit of {cfg.max_minutes} min"
+            if stop_reason:
+                break
+        bar.close()
+        self.stop_reason = stop_reason or f"max_epochs {cfg.max_epochs}"
+        return state
+
+
+def _truncate_metrics(path: Path, epochs: int) -> None:
+    """Drop rows written after the checkpoint being resumed (a kill between the two writes)."""
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= epochs]
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows(keep)
+
+
+def resume(run_dir: str | Path, progress: bool = True) -> tuple[Trainer, TrainState]:
+    """Rebuild the trainer from RUN_DIR/config.yaml and restore its last checkpoint."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    ckpt = run_dir / "checkpoint.msgpack"
+    if not cfg_path.exists() or not ckpt.exists():
+        raise ConfigError(f"{run_dir}: not a training run directory (needs config.yaml and checkpoint.msgpack)")
+    with open(cfg_path) as fh:
+        data = yaml.safe_load(fh)
+    data["out_dir"] = str(run_dir.parent)
+    data["name"] = run_dir.name
+    cfg = TrainConfig.from_dict(data, str(cfg_path))
+    trainer = Trainer(cfg, progress=progress)
+    state = load_checkpoint(ckpt, trainer.init_state())
+    return trainer, state
