@@ -1,0 +1,120 @@
+"""`legato train`, `legato evaluate`, `legato sharpness`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from legato_jax.cli.data import add_read_options, read_from_args
+
+
+def register(sub) -> None:
+    t = sub.add_parser("train", help="train Allegro / Allegro-Legato (SAM when rho > 0)")
+    t.add_argument("config", nargs="?", help="training YAML (see configs/train/)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a training option (model.KEY for the model), repeatable")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    t.add_argument("--json", action="store_true", help="print the final summary as JSON")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("evaluate", help="errors of a model on labelled data, with a parity plot")
+    e.add_argument("--model", required=True, help="run directory or model file (.npz)")
+    e.add_argument("--data", required=True)
+    e.add_argument("--split", default=None, help="split file; with --subset, evaluate only those frames")
+    e.add_argument("--subset", default="test", choices=["train", "validation", "test"])
+    e.add_argument("--batch-size", type=int, default=8)
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--plot", default=None, help="write a parity plot PNG here")
+    add_read_options(e)
+    e.set_defaults(func=_evaluate)
+
+    s = sub.add_parser("sharpness", help="loss sharpness: Gaussian weight noise (paper) and SAM worst case")
+    s.add_argument("--model", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--split", default=None)
+    s.add_argument("--subset", default="train", choices=["train", "validation", "test"])
+    s.add_argument("--std", type=float, default=0.05)
+    s.add_argument("--draws", type=int, default=100)
+    s.add_argument("--rho", type=float, default=0.05, help="radius of the SAM worst-case probe")
+    s.add_argument("--max-frames", type=int, default=None, help="use the first N frames of the subset")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--json", action="store_true")
+    add_read_options(s)
+    s.set_defaults(func=_sharpness)
+
+
+def _train(args) -> int:
+    from legato_jax.errors import ConfigError
+    from legato_jax.train.config import load_train_config
+    from legato_jax.train.trainer import Trainer, resume
+
+    if args.resume:
+        if args.config or args.set:
+            raise ConfigError("--resume continues a run with its saved config; do not pass CONFIG or --set")
+        trainer, state = resume(args.resume)
+    elif args.config:
+        cfg = load_train_config(args.config, args.set)
+        trainer, state = Trainer(cfg), None
+        if (cfg.run_dir / "checkpoint.msgpack").exists():
+            raise ConfigError(f"{cfg.run_dir} already holds a run; use --resume {cfg.run_dir}, or another --set name=...")
+    else:
+        raise ConfigError("give a training CONFIG or --resume RUN_DIR")
+    state = trainer.fit(state)
+    val = trainer.evaluate(state.ema)
+    summary = {"run_dir": str(trainer.cfg.run_dir), "epochs": int(state.epoch), "steps": int(state.step),
+               "stop_reason": trainer.stop_reason, "validation": val}
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print(f"{summary['run_dir']}: {summary['epochs']} epochs, stopped by {summary['stop_reason']}; "
+              f"validation (EMA) force MAE {val['f_mae']:.2f} meV/Å, energy MAE {val['e_mae']:.3f} meV/atom")
+    return 0
+
+
+def _frames_and_graphs(args, potential):
+    from legato_jax.data.graph import TypeMap, frame_graph
+    from legato_jax.data.split import read_split
+
+    args.species = ",".join(potential.config.species)
+    frames = read_from_args(args, args.data)
+    if args.split:
+        idx = read_split(args.split, len(frames))[args.subset]
+        frames = [frames[i] for i in idx]
+    if getattr(args, "max_frames", None):
+        frames = frames[: args.max_frames]
+    type_map = TypeMap(potential.config.species)
+    return type_map, [frame_graph(f, type_map, potential.config.r_max) for f in frames]
+
+
+def _evaluate(args) -> int:
+    from legato_jax.train.evaluate import error_metrics, format_metrics, parity_plot, predict_frames, resolve_model
+
+    potential, params, _ = resolve_model(args.model)
+    type_map, graphs = _frames_and_graphs(args, potential)
+    preds = predict_frames(potential, params, graphs, args.batch_size)
+    metrics = error_metrics(graphs, preds, type_map)
+    title = f"{args.model} on {args.data}" + (f" [{args.subset}]" if args.split else "")
+    print(json.dumps(metrics, indent=1) if args.json else format_metrics(metrics, title))
+    if args.plot:
+        parity_plot(graphs, preds, args.plot, title)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
+def _sharpness(args) -> int:
+    from legato_jax.experiments.sharpness import dataset_loss_fn, noise_sharpness, sam_sharpness
+    from legato_jax.train.evaluate import resolve_model
+
+    potential, params, _ = resolve_model(args.model)
+    _, graphs = _frames_and_graphs(args, potential)
+    loss, grad = dataset_loss_fn(potential, graphs)
+    out = {"frames": len(graphs), "noise": noise_sharpness(loss, params, args.std, args.draws, args.seed),
+           "sam": sam_sharpness(loss, grad, params, args.rho)}
+    if args.json:
+        print(json.dumps(out, indent=1))
+    else:
+        n, s = out["noise"], out["sam"]
+        print(f"{args.model}: loss {n['loss']:.5f} on {len(graphs)} frames")
+        print(f"  noise sharpness (std {n['std']}, {n['draws']} draws): {n['mean_rise']:.5f} ± {n['stderr_rise']:.5f}")
+        print(f"  SAM sharpness (rho {s['rho']}): {s['rise']:.6f}  (|g| = {s['grad_norm']:.4g})")
+    return 0

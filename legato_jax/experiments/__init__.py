@@ -1,0 +1,1 @@
+"""Experiments on trained models: sharpness (and, later, time-to-failure)."""

@@ -1,0 +1,110 @@
+"""Accuracy of a model on labelled frames: energy per atom, forces (overall and per species),
+stress; and a parity plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import numpy as np
+from ase.data import chemical_symbols
+
+from legato_jax.data.batching import BatchLoader
+from legato_jax.data.graph import FrameGraph
+from legato_jax.errors import ConfigError
+from legato_jax.model.io import load_model
+from legato_jax.model.potential import Potential
+
+
+def resolve_model(path: str | Path):
+    """A run directory (its best.npz) or a model file -> (potential, params, extra)."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "best.npz").exists():
+            raise ConfigError(f"{path}: run directory has no best.npz yet (train at least one epoch)")
+        path = path / "best.npz"
+    return load_model(path)
+
+
+def predict_frames(potential: Potential, params, graphs: Sequence[FrameGraph], batch_size: int = 8) -> list[dict]:
+    """Per-frame predictions (energy, forces, stress) as numpy arrays."""
+    predict = jax.jit(potential.predict)
+    out = []
+    for batch in BatchLoader(list(graphs), batch_size, potential.config.r_max, shuffle=False):
+        p = jax.device_get(predict(params, batch.graph))
+        g = batch.graph
+        start = 0
+        for k in range(int(g.graph_mask.sum())):
+            n = int(g.n_node[k])
+            out.append({"energy": float(p.energy[k]), "forces": np.asarray(p.forces[start:start + n], float),
+                        "stress": np.asarray(p.stress[k], float)})
+            start += n
+    return out
+
+
+def error_metrics(graphs: Sequence[FrameGraph], preds: Sequence[dict], type_map) -> dict:
+    """MAE/RMSE: energy per atom (meV/atom), forces (meV/Å) overall and per species, stress (meV/Å^3)."""
+    de = np.array([(p["energy"] - g.energy) / g.n_node for g, p in zip(graphs, preds)])
+    df = np.concatenate([p["forces"] - g.forces for g, p in zip(graphs, preds)])
+    species = np.concatenate([g.species for g in graphs])
+    mae = lambda x: float(1e3 * np.mean(np.abs(x)))
+    rmse = lambda x: float(1e3 * np.sqrt(np.mean(x**2)))
+    out = {
+        "frames": len(graphs), "atoms": int(species.size),
+        "energy_per_atom_mae_meV": mae(de), "energy_per_atom_rmse_meV": rmse(de),
+        "forces_mae_meV_per_A": mae(df), "forces_rmse_meV_per_A": rmse(df),
+        "forces_per_species": {
+            type_map.symbols[t]: {"mae_meV_per_A": mae(df[species == t]), "rmse_meV_per_A": rmse(df[species == t])}
+            for t in np.unique(species)
+        },
+    }
+    ds = [p["stress"] - g.stress for g, p in zip(graphs, preds) if g.stress is not None]
+    if ds:
+        ds = np.stack(ds)
+        out["stress_mae_meV_per_A3"] = mae(ds)
+        out["stress_rmse_meV_per_A3"] = rmse(ds)
+    return out
+
+
+def format_metrics(m: dict, title: str) -> str:
+    lines = [
+        f"{title}: {m['frames']} frames, {m['atoms']} atoms",
+        f"  energy per atom   MAE {m['energy_per_atom_mae_meV']:8.3f}  RMSE {m['energy_per_atom_rmse_meV']:8.3f}  meV/atom",
+        f"  forces            MAE {m['forces_mae_meV_per_A']:8.2f}  RMSE {m['forces_rmse_meV_per_A']:8.2f}  meV/Å",
+    ]
+    for s, v in m["forces_per_species"].items():
+        lines.append(f"    {s:<15} MAE {v['mae_meV_per_A']:8.2f}  RMSE {v['rmse_meV_per_A']:8.2f}  meV/Å")
+    if "stress_mae_meV_per_A3" in m:
+        lines.append(f"  stress            MAE {m['stress_mae_meV_per_A3']:8.4f}  RMSE {m['stress_rmse_meV_per_A3']:8.4f}  meV/Å^3")
+    return "\n".join(lines)
+
+
+def parity_plot(graphs, preds, path: str | Path, title: str = "") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(9, 4))
+    e_ref = [g.energy / g.n_node for g in graphs]
+    e_pred = [p["energy"] / g.n_node for g, p in zip(graphs, preds)]
+    ax[0].scatter(e_ref, e_pred, s=4)
+    lo, hi = min(e_ref + e_pred), max(e_ref + e_pred)
+    ax[0].plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    ax[0].set_xlabel("reference energy per atom (eV)")
+    ax[0].set_ylabel("predicted (eV)")
+    f_ref = np.concatenate([g.forces.ravel() for g in graphs])
+    f_pred = np.concatenate([p["forces"].ravel() for p in preds])
+    ax[1].scatter(f_ref, f_pred, s=1, alpha=0.3)
+    lim = np.abs(f_ref).max()
+    ax[1].plot([-lim, lim], [-lim, lim], "k--", lw=0.8)
+    ax[1].set_xlabel("reference force component (eV/Å)")
+    ax[1].set_ylabel("predicted (eV/Å)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
