@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from legato_jax.bench import inference
+from legato_jax.bench import inference, train
 
 
 def register(sub) -> None:
@@ -11,3 +11,6 @@ def register(sub) -> None:
     i = bsub.add_parser("inference", help="energy + forces per call on ammonia boxes, vs nequip-allegro if importable")
     inference.add_arguments(i)
     i.set_defaults(func=inference.main)
+    t = bsub.add_parser("train", help="training steps/s, Adam vs SAM on the same batches")
+    train.add_arguments(t)
+    t.set_defaults(func=train.main)
