@@ -12,10 +12,10 @@ from ase.calculators.lj import LennardJones
 from ase.calculators.singlepoint import SinglePointCalculator
 
 
-def labelled(atoms: Atoms, stress: bool = True) -> Atoms:
+def labelled(atoms: Atoms, stress: bool = True, sigma: float = 2.0) -> Atoms:
     """Attach real Lennard-Jones labels (energy, forces, stress) as a single-point calculator."""
     atoms = atoms.copy()
-    atoms.calc = LennardJones(sigma=2.0, epsilon=0.01, rc=4.0)
+    atoms.calc = LennardJones(sigma=sigma, epsilon=0.01, rc=4.0)
     results = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces()}
     if stress and atoms.pbc.all():
         results["stress"] = atoms.get_stress()

@@ -156,7 +156,9 @@ class Trainer:
         metrics["loss"] = float(loss) / self.scale**2
         return metrics
 
-    def fit(self, state: TrainState | None = None) -> TrainState:
+    def fit(self, state: TrainState | None = None, epochs: int | None = None) -> TrainState:
+        """Train from `state` (fresh when None) until a stopping rule fires, or for at most
+        `epochs` more epochs (a chunk; rerun with the returned state or `resume` to continue)."""
         cfg = self.cfg
         run = cfg.run_dir
         run.mkdir(parents=True, exist_ok=True)
@@ -185,7 +187,8 @@ class Trainer:
         bar = tqdm(total=cfg.max_epochs * self.steps_per_epoch, initial=int(state.step), unit="step",
                    desc=cfg.name, disable=not self.progress)
         stop_reason = None
-        while int(state.epoch) < cfg.max_epochs:
+        last_epoch = cfg.max_epochs if epochs is None else min(cfg.max_epochs, int(state.epoch) + epochs)
+        while int(state.epoch) < last_epoch:
             epoch = int(state.epoch)
             t_epoch = time.perf_counter()
             train_loss = 0.0
@@ -233,7 +236,8 @@ class Trainer:
             if stop_reason:
                 break
         bar.close()
-        self.stop_reason = stop_reason or f"max_epochs {cfg.max_epochs}"
+        self.stop_reason = stop_reason or (f"max_epochs {cfg.max_epochs}" if last_epoch == cfg.max_epochs
+                                           else f"chunk of {epochs} epochs")
         return state
 
 

@@ -1,0 +1,116 @@
+"""Training: the loss goes down, resume is exact, bad input and divergence are caught."""
+
+import csv
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from ase import Atoms
+from ase.io import write
+
+from legato_jax.data.split import block_split, write_split
+from legato_jax.errors import ConfigError, DataError
+from legato_jax.train.checkpoint import load_checkpoint
+from legato_jax.train.config import TrainConfig, load_train_config
+from legato_jax.train.trainer import Trainer, TrainingDiverged, resume
+from tests.conftest import labelled, random_cell_atoms
+
+TINY = dict(r_max=3.5, num_layers=2, l_max=1, num_channels=4, two_body_mlp=[8, 16], latent_mlp=[16],
+            edge_energy_mlp=[8], num_bessel=4, polynomial_p=6)
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory):
+    rng = np.random.default_rng(5)
+    d = tmp_path_factory.mktemp("toy")
+    lattice = Atoms("HN" * 6, scaled_positions=[(i / 2, j / 2, k / 3) for i in range(2) for j in range(2) for k in range(3)],
+                    cell=[3.4, 3.4, 5.1], pbc=True)
+    images = []
+    for _ in range(24):
+        a = lattice.copy()
+        a.positions += rng.normal(scale=0.12, size=a.positions.shape)
+        images.append(labelled(a, sigma=1.2))
+    write(d / "toy.extxyz", images, format="extxyz")
+    write_split(d / "toy.split.json", block_split(len(images), (0.75, 0.25, 0.0), seed=0, block=2), {})
+    return d
+
+
+def config(toy_data, tmp_path, **over) -> TrainConfig:
+    base = dict(name="run", out_dir=str(tmp_path), data=str(toy_data / "toy.extxyz"),
+                split=str(toy_data / "toy.split.json"), model=TINY, batch_size=2, eval_batch_size=6,
+                lr=0.01, rho=0.01, max_epochs=4, plateau_patience=2)
+    return TrainConfig.from_dict({**base, **over})
+
+
+def test_training_lowers_validation_loss_and_writes_the_run(toy_data, tmp_path):
+    trainer = Trainer(config(toy_data, tmp_path), progress=False)
+    state = trainer.fit()
+    run = tmp_path / "run"
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    first_val = trainer.evaluate(trainer.init_state().ema)["loss"]
+    assert float(rows[-1]["val_loss"]) < 0.8 * first_val
+    assert (run / "best.npz").exists() and (run / "config.yaml").exists()
+    assert int(state.step) == 4 * trainer.steps_per_epoch
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(toy_data, tmp_path):
+    whole = Trainer(config(toy_data, tmp_path, name="whole"), progress=False).fit()
+    part = Trainer(config(toy_data, tmp_path, name="part"), progress=False)
+    part.fit(epochs=2)
+    (tmp_path / "part" / "checkpoint.msgpack.tmp").write_bytes(b"half-written")  # a kill mid-save
+    trainer, state = resume(tmp_path / "part", progress=False)
+    assert int(state.epoch) == 2
+    done = trainer.fit(state)
+    for a, b in zip(jax.tree_util.tree_leaves(whole.params), jax.tree_util.tree_leaves(done.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for a, b in zip(jax.tree_util.tree_leaves(whole.ema), jax.tree_util.tree_leaves(done.ema)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    rows = list(csv.DictReader(open(tmp_path / "part" / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+
+
+def test_sam_step_on_the_tiny_model_matches_a_hand_computed_step(toy_data, tmp_path):
+    trainer = Trainer(config(toy_data, tmp_path, rho=0.05, lr=1e-3), progress=False)
+    state = trainer.init_state()
+    batch = next(iter(trainer.train_loader))
+    new, _, _ = trainer._train_step(state, batch)
+    g = jax.grad(trainer._loss)(state.params, batch)
+    norm = optax.tree.norm(g)
+    w_adv = jax.tree_util.tree_map(lambda w, d: w + 0.05 * d / (norm + 1e-12), state.params, g)
+    g_adv = jax.grad(trainer._loss)(w_adv, batch)
+    adam = optax.adam(1e-3)
+    upd, _ = adam.update(g_adv, adam.init(state.params), state.params)
+    expected = optax.apply_updates(state.params, upd)  # plateau scale is 1 on the first step
+    for a, b in zip(jax.tree_util.tree_leaves(expected), jax.tree_util.tree_leaves(new.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+
+
+def test_non_finite_loss_stops_with_step_and_batch_and_keeps_checkpoint(toy_data, tmp_path):
+    trainer = Trainer(config(toy_data, tmp_path), progress=False)
+    real_step = trainer._train_step
+    calls = {"n": 0}
+
+    def failing(state, batch):
+        calls["n"] += 1
+        new, loss, finite = real_step(state, batch)
+        return new, loss, finite & (calls["n"] < 3)
+
+    trainer._train_step = failing
+    with pytest.raises(TrainingDiverged, match=r"step 3 \(epoch 1, batch 2\).*checkpoint.msgpack"):
+        trainer.fit()
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.msgpack", trainer.init_state())
+    assert int(state.step) == 0 and all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(state.params))
+
+
+def test_bad_config_and_foreign_species_are_refused_before_training(toy_data, tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['learning_rate'\]; valid keys are \[.*'lr'"):
+        TrainConfig.from_dict({"learning_rate": 1e-3})
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("name: x\n")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['num_chanels'\]"):
+        load_train_config(cfg_file, ["model.num_chanels=3"])
+    with pytest.raises(DataError, match=r"frame 0: unknown species \['H'\]; the type map is \['N', 'O'\]"):
+        Trainer(config(toy_data, tmp_path, model={**TINY, "species": ["N", "O"]}), progress=False)
