@@ -200,3 +200,11 @@ def test_float32_rotation_invariance(system):
     np.testing.assert_allclose(p1.energy[0], p0.energy[0], rtol=1e-5)
     scale = np.abs(p0.forces).max()
     np.testing.assert_allclose(p1.forces[:10] / scale, (p0.forces[:10] @ R.T) / scale, atol=1e-5)
+
+
+def test_model_info_command_prints_the_paper_count(capsys):
+    from legato_jax.cli.main import main
+
+    assert main(["model", "info", "configs/model/allegro-l1.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert "131,496 parameters" in out and "layer 1: 1x0e+1x1e+1x1o x SH -> 1x0e+1x1o" in out

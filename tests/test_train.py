@@ -114,3 +114,23 @@ def test_bad_config_and_foreign_species_are_refused_before_training(toy_data, tm
         load_train_config(cfg_file, ["model.num_chanels=3"])
     with pytest.raises(DataError, match=r"frame 0: unknown species \['H'\]; the type map is \['N', 'O'\]"):
         Trainer(config(toy_data, tmp_path, model={**TINY, "species": ["N", "O"]}), progress=False)
+
+
+def test_evaluate_and_sharpness_commands(toy_data, tmp_path, capsys):
+    import json
+
+    from legato_jax.cli.main import main
+
+    cfg = config(toy_data, tmp_path, max_epochs=1)
+    Trainer(cfg, progress=False).fit()
+    run = str(tmp_path / "run")
+    data, split = str(toy_data / "toy.extxyz"), str(toy_data / "toy.split.json")
+    assert main(["evaluate", "--model", run, "--data", data, "--split", split, "--subset", "validation", "--json",
+                 "--plot", str(tmp_path / "p.png")]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["frames"] == 6 and set(m["forces_per_species"]) == {"H", "N"} and "stress_mae_meV_per_A3" in m
+    assert (tmp_path / "p.png").stat().st_size > 0
+    assert main(["sharpness", "--model", run, "--data", data, "--split", split, "--draws", "4", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["noise"]["draws"] == 4 and s["noise"]["mean_rise"] > 0 and s["sam"]["rise"] > 0
+    assert main(["evaluate", "--model", str(tmp_path / "nothing"), "--data", data]) == 2

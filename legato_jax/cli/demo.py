@@ -11,9 +11,12 @@ from legato_jax.data.io import read_frames
 from legato_jax.data.plots import plot_dataset_summary
 from legato_jax.data.split import read_split
 from legato_jax.data.stats import dataset_statistics, format_statistics
+from legato_jax.model.io import load_model
+from legato_jax.train.evaluate import error_metrics, format_metrics, parity_plot, predict_frames
 
 DEFAULT_DATA = "data/ammonia.extxyz.xz"
 DEFAULT_SPLIT = "data/ammonia.split.json"
+DEFAULT_MODELS = ("models/allegro/best.npz", "models/legato/best.npz")
 
 
 def register(sub) -> None:
@@ -22,6 +25,7 @@ def register(sub) -> None:
     p.add_argument("--split", default=DEFAULT_SPLIT)
     p.add_argument("--r-max", type=float, default=6.0)
     p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--models", nargs="*", default=list(DEFAULT_MODELS), help="models to evaluate on the test split")
     p.add_argument("--out", default="demo", help="folder for the figures")
     p.set_defaults(func=run)
 
@@ -43,5 +47,19 @@ def run(args) -> int:
         f"padding overhead: atoms {100 * st.node_overhead:.1f} %, edges {100 * st.edge_overhead:.1f} %"
     )
     png = plot_dataset_summary(frames, Path(args.out) / "data_summary.png", args.r_max)
-    print(f"wrote {png} ({time.perf_counter() - t0:.1f} s)")
+    print(f"wrote {png}")
+
+    test_frames = [frames[k] for k in split["test"]]
+    for path in args.models:
+        if not Path(path).exists():
+            print(f"model {path} not found; skipped")
+            continue
+        potential, params, _ = load_model(path)
+        tmap = TypeMap(potential.config.species)
+        graphs = [frame_graph(f, tmap, potential.config.r_max) for f in test_frames]
+        preds = predict_frames(potential, params, graphs)
+        print(format_metrics(error_metrics(graphs, preds, tmap), f"{path} on the test split"))
+        name = Path(path).parent.name or Path(path).stem
+        parity_plot(graphs, preds, Path(args.out) / f"parity_{name}.png", f"{name}: test split")
+    print(f"done in {time.perf_counter() - t0:.1f} s; figures in {args.out}/")
     return 0

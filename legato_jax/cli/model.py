@@ -1,0 +1,52 @@
+"""`legato model info CONFIG|MODEL`: architecture summary and parameter count."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from legato_jax.model.irreps import layer_irreps
+
+
+def register(sub) -> None:
+    p = sub.add_parser("model", help="inspect model configs and files")
+    msub = p.add_subparsers(dest="model_command", metavar="MODEL_COMMAND", required=True)
+    i = msub.add_parser("info", help="parameter count per module and the irreps of each layer")
+    i.add_argument("source", help="model YAML (configs/model/...) or model file (.npz)")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=_info)
+
+
+def _info(args) -> int:
+    from ase import Atoms
+    from legato_jax.calculators.ase_calculator import _frame_graph
+    from legato_jax.data.graph import TypeMap, collate
+    from legato_jax.model.config import AllegroConfig, ModelStats
+    from legato_jax.model.io import load_model
+    from legato_jax.model.potential import Potential
+
+    if Path(args.source).suffix == ".npz":
+        potential, params, _ = load_model(args.source)
+        config = potential.config
+    else:
+        config = AllegroConfig.from_yaml(args.source)
+        potential = Potential(config, ModelStats.default(len(config.species)))
+        probe = Atoms(config.species[0] * 2, positions=[[0, 0, 0], [1.0, 0, 0]])
+        fg = _frame_graph(probe, TypeMap(config.species), config.r_max)
+        params = potential.init(jax.random.PRNGKey(0), collate([fg], 8, 8, 2, config.r_max).graph)
+    per_module = {k: int(sum(np.size(x) for x in jax.tree_util.tree_leaves(v))) for k, v in params["params"].items()}
+    total = sum(per_module.values())
+    layers = [{"layer": k, "tensor_in": str(a), "tensor_out": str(o)}
+              for k, (a, o) in enumerate(layer_irreps(config.l_max, config.parity, config.num_layers))]
+    if args.json:
+        print(json.dumps({"config": config.to_dict(), "parameters": total, "per_module": per_module, "layers": layers}, indent=1))
+        return 0
+    print(f"{args.source}: {total:,} parameters")
+    for name, n in per_module.items():
+        print(f"  {name:<20} {n:>9,}")
+    for layer in layers:
+        print(f"  layer {layer['layer']}: {layer['tensor_in']} x SH -> {layer['tensor_out']}")
+    return 0
