@@ -77,10 +77,11 @@ def test_sam_step_on_the_tiny_model_matches_a_hand_computed_step(toy_data, tmp_p
     state = trainer.init_state()
     batch = next(iter(trainer.train_loader))
     new, _, _ = trainer._train_step(state, batch)
-    g = jax.grad(trainer._loss)(state.params, batch)
+    grad = jax.jit(jax.grad(trainer._loss))
+    g = grad(state.params, batch)
     norm = optax.tree.norm(g)
     w_adv = jax.tree_util.tree_map(lambda w, d: w + 0.05 * d / (norm + 1e-12), state.params, g)
-    g_adv = jax.grad(trainer._loss)(w_adv, batch)
+    g_adv = grad(w_adv, batch)
     adam = optax.adam(1e-3)
     upd, _ = adam.update(g_adv, adam.init(state.params), state.params)
     expected = optax.apply_updates(state.params, upd)  # plateau scale is 1 on the first step
