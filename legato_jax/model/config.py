@@ -6,9 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from legato_jax.errors import ConfigError
+from legato_jax.yaml_io import check_keys, read_mapping
 
 PARITIES = ("o3_full", "o3_restricted", "so3")
 
@@ -76,22 +75,12 @@ class AllegroConfig:
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "model config") -> "AllegroConfig":
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - valid)
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(valid)}")
+        check_keys(cls, data, where)
         return cls(**data)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "AllegroConfig":
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"{path}: no such model config")
-        with open(path) as fh:
-            data = yaml.safe_load(fh) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping of model options")
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(read_mapping(path, "model config"), str(path))
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

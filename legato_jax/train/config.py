@@ -10,6 +10,7 @@ import yaml
 
 from legato_jax.errors import ConfigError
 from legato_jax.model.config import AllegroConfig
+from legato_jax.yaml_io import check_keys, read_mapping
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "training config") -> "TrainConfig":
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - valid)
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(valid)}")
+        check_keys(cls, data, where)
         data = dict(data)
         model = data.get("model", {})
         if isinstance(model, str):  # a path to a model YAML
@@ -87,12 +85,7 @@ class TrainConfig:
 def load_train_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
     """Read a training YAML and apply `key=value` overrides (`model.key=value` for the model)."""
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: no such training config")
-    with open(path) as fh:
-        data = yaml.safe_load(fh) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of training options")
+    data = read_mapping(path, "training config")
     if isinstance(data.get("model"), str):
         model_path = Path(data["model"])
         if not model_path.exists() and (path.parent / model_path).exists():
