@@ -182,6 +182,27 @@ def _check_min_distance(positions, cell, pbc, threshold: float, where: str) -> N
         )
 
 
+_COMPRESSED = {".xz": "lzma", ".gz": "gzip", ".bz2": "bz2"}
+
+
+def _read_images(path: Path, index: str, file_format: str | None):
+    """ase.io.read, decompressing .xz/.gz/.bz2 in memory first: ASE's own reader re-decompresses
+    from the start for every frame it seeks to, which is quadratic in the number of frames."""
+    import importlib
+    import io
+
+    from ase.io import read
+
+    module = _COMPRESSED.get(path.suffix)
+    if module is None:
+        return read(path, index=index, format=file_format)
+    inner = Path(path.stem).suffix.lstrip(".")
+    fmt = file_format or {"xyz": "extxyz", "": "extxyz"}.get(inner, inner)
+    with importlib.import_module(module).open(path, "rt") as fh:
+        text = fh.read()
+    return read(io.StringIO(text), index=index, format=fmt)
+
+
 def read_frames(
     path: str | Path,
     keys: LabelKeys = LabelKeys(),
@@ -201,7 +222,7 @@ def read_frames(
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
     try:
-        images = read(path, index=index, format=file_format)
+        images = _read_images(path, index, file_format)
     except Exception as exc:  # ASE raises many types for unreadable files
         raise DataError(
             f"{path}: cannot be read by ASE ({type(exc).__name__}: {exc}); "
