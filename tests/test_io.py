@@ -154,3 +154,18 @@ def test_cli_reports_one_line_and_exits_nonzero(tmp_path, rng):
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "frame 0: no energy" in lines[0]
+
+
+@pytest.mark.parametrize("suffix,opener", [(".xz", "lzma"), (".gz", "gzip"), (".bz2", "bz2")])
+def test_compressed_files_read_like_plain_ones(small_dataset, suffix, opener):
+    import importlib
+
+    path, _ = small_dataset
+    packed = path.with_name(path.name + suffix)
+    with importlib.import_module(opener).open(packed, "wb") as fh:
+        fh.write(path.read_bytes())
+    plain, comp = read_frames(path), read_frames(packed)
+    assert len(plain) == len(comp) == 10
+    for a, b in zip(plain, comp):
+        assert a.energy == b.energy and np.array_equal(a.forces, b.forces) and np.array_equal(a.cell, b.cell)
+        assert b.source.endswith(f"{suffix}, frame {plain.index(a)}")
