@@ -1,0 +1,51 @@
+"""MD foundations: the jax-md energy bridge equals the calculator; narrow cells are refused."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from ase.io import read
+
+from legato_jax.calculators import LegatoCalculator
+from legato_jax.calculators.ase_calculator import _frame_graph
+from legato_jax.data.graph import TypeMap, collate
+from legato_jax.errors import ConfigError
+from legato_jax.md.energy import model_energy
+from legato_jax.model.config import AllegroConfig, ModelStats
+from legato_jax.model.potential import Potential
+from tests.test_shipped import DATA
+
+CFG = AllegroConfig(r_max=3.5, num_layers=2, num_channels=4, two_body_mlp=(8, 16), latent_mlp=(16,),
+                    edge_energy_mlp=(8,), dtype="float64")
+STATS = ModelStats(avg_num_neighbors=20.0, species_scale=(0.01, 0.01), species_shift=(-1.0, -1.0))
+
+
+@pytest.fixture(scope="module")
+def setup():
+    with jax.enable_x64(True):
+        atoms = read(DATA, 0)
+        pot = Potential(CFG, STATS)
+        tm = TypeMap(CFG.species)
+        fg = _frame_graph(atoms, tm, CFG.r_max)
+        params = pot.init(jax.random.PRNGKey(0), collate([fg], 72, fg.n_edge + 10, 2, CFG.r_max).graph)
+        return atoms, pot, params, tm
+
+
+def test_jax_md_energy_and_forces_equal_the_calculator(setup):
+    atoms, pot, params, tm = setup
+    with jax.enable_x64(True):
+        system = model_energy(pot, params, tm.indices(atoms.numbers), atoms.cell.array)
+        R = jnp.asarray(atoms.positions)
+        nbrs = system.neighbor_fn.allocate(R)
+        e = float(system.energy_fn(R, nbrs))
+        f = np.asarray(jax.grad(lambda r: -system.energy_fn(r, nbrs))(R))
+    atoms.calc = LegatoCalculator(pot, params)
+    assert e == pytest.approx(atoms.get_potential_energy(), rel=1e-12)
+    np.testing.assert_allclose(f, atoms.get_forces(), atol=1e-10)
+
+
+def test_cell_too_small_for_minimum_image_is_refused(setup):
+    atoms, pot, params, tm = setup
+    big = AllegroConfig(**{**CFG.to_dict(), "r_max": 4.5})
+    with pytest.raises(ConfigError, match=r"cell width 8.730 Å .* below 2 x \(r_max \+ skin\) = 10.000 Å.*replicate"):
+        model_energy(Potential(big, STATS), params, tm.indices(atoms.numbers), atoms.cell.array)
