@@ -53,6 +53,14 @@ def test_generate_resume_equals_uninterrupted_run(tmp_path):
         assert molecules_intact(atoms)
         assert np.all(np.isfinite(f.forces)) and f.stress is not None and np.all(np.isfinite(f.stress))
     assert [f.info["temperature_target"] for f in frames] == [200.0] * 3 + [300.0] * 3
+    # the stored labels are the calculator's, untouched by the MD's centre-of-mass constraint
+    from tblite.ase import TBLite
+
+    fresh = b[-1].copy()
+    fresh.calc = TBLite(method="GFN1-xTB", verbosity=0)
+    np.testing.assert_allclose(fresh.get_forces(), b[-1].get_forces(), atol=1e-4)
+    assert fresh.get_potential_energy() == pytest.approx(b[-1].get_potential_energy(), abs=1e-6)
+    np.testing.assert_allclose(b[-1].get_forces().sum(axis=0), 0.0, atol=1e-6)
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):

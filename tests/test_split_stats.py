@@ -1,5 +1,6 @@
 """Deterministic block splits and the dataset statistics `inspect` prints."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -51,6 +52,23 @@ def test_statistics_match_direct_computation(small_dataset):
     widths = np.array([perpendicular_widths(a.cell.array) for a in images])
     assert bool(s["warnings"]) == bool((widths < 2 * r).any())
     assert not dataset_statistics(frames, r_max=widths.min() / 2 - 0.01)["warnings"]
+
+
+def test_constraint_altered_forces_are_flagged(small_dataset):
+    from ase.constraints import FixCom
+
+    path, images = small_dataset
+    frames = read_frames(path)
+    r = 1.0  # no cell-width warning
+    assert not dataset_statistics(frames, r_max=r)["warnings"]
+    a = images[0].copy()
+    a.set_constraint(FixCom())  # what ASE MD with FixCom stores when get_forces() is called
+    altered = a.constraints[0]
+    f = images[0].get_forces().copy()
+    altered.adjust_forces(a, f)
+    frames[0] = dataclasses.replace(frames[0], forces=f)
+    warnings = dataset_statistics(frames, r_max=r)["warnings"]
+    assert len(warnings) == 1 and "net force" in warnings[0] and "FixCom" in warnings[0]
 
 
 def test_cli_inspect_json_and_split(small_dataset, tmp_path):

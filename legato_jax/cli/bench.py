@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from legato_jax.bench import inference, train
+from legato_jax.bench import inference, md, train
 
 
 def register(sub) -> None:
@@ -14,3 +14,6 @@ def register(sub) -> None:
     t = bsub.add_parser("train", help="training steps/s, Adam vs SAM on the same batches")
     train.add_arguments(t)
     t.set_defaults(func=train.main)
+    m = bsub.add_parser("md", help="MD step time against the bare force call; ASE VelocityVerlet as the peer")
+    md.add_arguments(m)
+    m.set_defaults(func=md.main)

@@ -9,6 +9,7 @@ from legato_jax import __version__
 from legato_jax.cli import bench as bench_cmd
 from legato_jax.cli import data as data_cmd
 from legato_jax.cli import demo as demo_cmd
+from legato_jax.cli import md as md_cmd
 from legato_jax.cli import model as model_cmd
 from legato_jax.cli import train as train_cmd
 from legato_jax.errors import LegatoError
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_cmd.register(sub)
     train_cmd.register(sub)
     model_cmd.register(sub)
+    md_cmd.register(sub)
     demo_cmd.register(sub)
     bench_cmd.register(sub)
     return parser

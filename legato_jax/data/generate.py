@@ -130,14 +130,16 @@ def _relaxed_start(cfg: AmmoniaGenConfig) -> Atoms:
 
 
 def _labelled_frame(atoms: Atoms, info: dict) -> Atoms:
+    """The calculator's own labels: the MD's FixCom constraint must not touch the forces
+    (it subtracts m_i (sum_j m_j F_j) / sum_j m_j^2, up to 0.5 eV/Å on nitrogen)."""
     frame = Atoms(atoms.symbols, atoms.get_positions(), cell=atoms.cell, pbc=atoms.pbc)
     frame.info.update(info)
     frame.calc = SinglePointCalculator(
         frame,
         energy=atoms.get_potential_energy(),
         free_energy=atoms.get_potential_energy(),
-        forces=atoms.get_forces(),
-        stress=atoms.get_stress(voigt=False),
+        forces=atoms.get_forces(apply_constraint=False),
+        stress=atoms.get_stress(voigt=False, apply_constraint=False),
     )
     return frame
 

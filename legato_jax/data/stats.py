@@ -55,6 +55,14 @@ def dataset_statistics(frames: Sequence[Frame], r_max: float = 6.0) -> dict:
                 f"{2 * r_max:g} Å along some axis (min width {w.min():.3f} Å): atoms see several "
                 f"images of one neighbour; legato's neighbour lists handle this, minimum-image codes do not"
             )
+    net = np.array([np.abs(f.forces.sum(axis=0)).max() / np.sqrt(f.n_atoms) for f in frames if f.pbc.all()])
+    if net.size and net.max() > 1e-3:
+        worst = int(np.argmax(net))
+        warnings.append(
+            f"{int((net > 1e-3).sum())} fully periodic frames have a net force (largest |sum F| / sqrt(N) = "
+            f"{net[worst]:.3g} eV/Å); the forces of a periodic system sum to zero, so these labels "
+            f"were probably altered by a constraint (e.g. ASE's FixCom: store get_forces(apply_constraint=False))"
+        )
     cell_lengths = np.array([np.linalg.norm(f.cell, axis=1) for f in frames])
     stats = {
         "frames": len(frames),

@@ -1,0 +1,96 @@
+"""`legato md`: molecular dynamics with a trained model on jax-md."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from legato_jax.errors import ConfigError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("md", help="run NVE / Nose-Hoover / Langevin MD with a trained model")
+    p.add_argument("--model", required=True, help="model file (.npz) or run directory")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--structure", help="any ASE-readable file with a periodic cell (last frame used)")
+    what.add_argument("--ammonia", type=int, metavar="N_MOLECULES",
+                      help="liquid ammonia from the shipped equilibrated 16-molecule cell (N = 16 x a x b x c)")
+    p.add_argument("--frame", type=int, default=-1, help="frame of --structure (default: last)")
+    p.add_argument("--density", type=float, help="rescale the ammonia box to this density (g/cm^3)")
+    p.add_argument("--replicate", type=int, nargs=3, metavar=("A", "B", "C"), help="repeat the cell A x B x C")
+    p.add_argument("--preset", help="configs/md/NAME.yaml (paper-code, paper-text, demo) or a YAML path")
+    p.add_argument("--ensemble", choices=["nve", "nose-hoover", "langevin"], help="single-stage run instead of a preset")
+    p.add_argument("--temperature", type=float, help="K: initial velocities and thermostat target")
+    p.add_argument("--dt", type=float, help="time step in fs (single-stage runs)")
+    p.add_argument("--tau", type=float, default=100.0, help="thermostat time in fs (Nose-Hoover Tdamp, Langevin 1/gamma)")
+    p.add_argument("--steps", type=int, help="total steps (a preset's open-ended stage takes what is left)")
+    p.add_argument("--hydrogen-mass", type=float, help="amu (the paper: 2.014); default: the preset's or 1.008")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial velocities and Langevin noise")
+    p.add_argument("--precision", choices=["float32", "float64"], help="default: the model's")
+    p.add_argument("--skin", type=float, default=0.5, help="neighbour-list skin in Å")
+    p.add_argument("--log-every", type=int, default=10, help="steps between thermo rows")
+    p.add_argument("--traj-every", type=int, help="steps between trajectory frames (default: --log-every)")
+    p.add_argument("--chunk", type=int, default=1000, help="steps per compiled chunk")
+    p.add_argument("--out", help="trajectory extxyz (positions, momenta, energy, forces)")
+    p.add_argument("--log", help="thermo CSV")
+    p.add_argument("--json", help="write the summary as JSON here")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=main)
+
+
+def build_config(args) -> "MDConfig":
+    from legato_jax.md.integrate import Stage
+    from legato_jax.md.run import MDConfig, load_preset
+
+    common = dict(seed=args.seed, skin=args.skin, every=args.log_every, chunk_steps=args.chunk,
+                  traj_every=args.traj_every, precision=args.precision)
+    if args.preset and args.ensemble:
+        raise ConfigError("give either --preset or --ensemble (with --temperature, --dt, --steps), not both")
+    if args.preset:
+        kw = load_preset(args.preset, args.steps, args.temperature)
+        if args.hydrogen_mass is not None:
+            kw["hydrogen_mass"] = args.hydrogen_mass
+        return MDConfig(**kw, **common)
+    if not args.ensemble:
+        raise ConfigError("give --preset NAME or --ensemble nve|nose-hoover|langevin")
+    missing = [f"--{k}" for k in ("temperature", "dt", "steps") if getattr(args, k) is None]
+    if missing:
+        raise ConfigError(f"--ensemble {args.ensemble} needs {' '.join(missing)}")
+    stage = Stage(args.ensemble, args.steps, args.dt, args.temperature, args.tau)
+    return MDConfig((stage,), args.temperature, hydrogen_mass=args.hydrogen_mass, **common)
+
+
+def build_structure(args):
+    from legato_jax.md.systems import ammonia_box, load_structure, replicate, set_density
+
+    if args.ammonia is not None:
+        atoms, where = ammonia_box(args.ammonia, args.density), f"--ammonia {args.ammonia}"
+    else:
+        atoms, where = load_structure(args.structure, args.frame), f"{args.structure}, frame {args.frame}"
+        if args.density is not None:
+            atoms = set_density(atoms, args.density)
+    if args.replicate:
+        atoms = replicate(atoms, args.replicate)
+    return atoms, where
+
+
+def model_name(path: str) -> str:
+    """'models/legato/best.npz' -> 'legato'; 'runs/x' -> 'x'; 'm.npz' -> 'm'."""
+    p = Path(path)
+    return p.parent.name if p.name == "best.npz" else (p.name if p.is_dir() else p.stem)
+
+
+def main(args) -> int:
+    from legato_jax.md.run import format_summary, run_md
+    from legato_jax.train.evaluate import resolve_model
+
+    cfg = build_config(args)
+    atoms, where = build_structure(args)
+    potential, params, _ = resolve_model(args.model)
+    result = run_md(potential, params, atoms, cfg, thermo_path=args.log, traj_path=args.out,
+                    progress=not args.no_progress and sys.stderr.isatty(), name=model_name(args.model), where=where)
+    print(format_summary(result.summary))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.summary, indent=2))
+    return 0

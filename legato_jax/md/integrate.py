@@ -1,0 +1,210 @@
+"""jax-md integrators run in `lax.scan` chunks, with neighbour-list overflow detection and re-runs.
+
+A chunk is `blocks` observation blocks of `every` steps. Inside a block the integrator steps and
+updates the neighbour list; at its end the thermo quantities (and optionally a frame) are taken.
+After each chunk the host checks the list's overflow flag; on overflow it reallocates from the
+chunk's start positions and re-runs the chunk from its start state, so no step computed with an
+overflowed list is ever kept. The chunk length is fixed and blocks past the stage's end are
+skipped by `lax.cond`, so a stage compiles once whatever its number of steps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ase import units as ase_units
+from jax_md import simulate
+
+from legato_jax.errors import ConfigError
+from legato_jax.md.energy import MDSystem
+
+FS = ase_units.fs  # one femtosecond in jax-md's metal time unit = ASE's, sqrt(amu Å^2 / eV)
+KB = 8.617333262e-5  # eV/K
+ENSEMBLES = ("nve", "nose-hoover", "langevin")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One segment of a run: an ensemble, a number of steps and a time step.
+
+    `tau_fs` is the Nose-Hoover thermostat time (LAMMPS' Tdamp) or the Langevin friction time
+    1/gamma; `temperature_K` is the thermostat target (ignored by NVE)."""
+
+    ensemble: str
+    steps: int
+    dt_fs: float
+    temperature_K: float = 300.0
+    tau_fs: float = 100.0
+
+    def __post_init__(self) -> None:
+        if self.ensemble not in ENSEMBLES:
+            raise ConfigError(f"ensemble {self.ensemble!r}: choose one of {list(ENSEMBLES)}")
+        if not self.dt_fs > 0:
+            raise ConfigError(f"dt must be > 0 fs, got {self.dt_fs}")
+        if self.steps < 0:
+            raise ConfigError(f"steps must be >= 0, got {self.steps}")
+        if self.ensemble != "nve" and not (self.temperature_K > 0 and self.tau_fs > 0):
+            raise ConfigError(f"{self.ensemble}: temperature ({self.temperature_K} K) and tau "
+                              f"({self.tau_fs} fs) must be > 0")
+
+
+def make_integrator(system: MDSystem, stage: Stage) -> tuple[Callable, Callable]:
+    """(init_fn, apply_fn) of the jax-md integrator for a stage."""
+    dt, kT = stage.dt_fs * FS, KB * stage.temperature_K
+    if stage.ensemble == "nve":
+        init, apply = simulate.nve(system.energy_fn, system.shift_fn, dt)
+        return (lambda key, R, **kw: init(key, R, 0.0, **kw)), apply
+    if stage.ensemble == "nose-hoover":
+        return simulate.nvt_nose_hoover(system.energy_fn, system.shift_fn, dt, kT, tau=stage.tau_fs * FS)
+    return simulate.nvt_langevin(system.energy_fn, system.shift_fn, dt, kT, gamma=1.0 / (stage.tau_fs * FS))
+
+
+def start_stage(system: MDSystem, stage: Stage, init_fn: Callable, key: jax.Array, position, mass,
+                momentum, nbrs) -> Any:
+    """The integrator's state from positions and momenta (the thermostat starts at rest)."""
+    return init_fn(key, position, mass=mass, momenta=momentum, neighbor=nbrs)
+
+
+class Observation(NamedTuple):
+    """Quantities at the end of each block (leading axis: blocks)."""
+
+    potential: jax.Array  # eV
+    kinetic: jax.Array  # eV
+    conserved: jax.Array  # eV: total energy (NVE), the Nose-Hoover invariant, NaN for Langevin
+    stress: jax.Array  # (3, 3) eV/Å^3, ASE sign, potential part only
+    rebuilds: jax.Array  # neighbour-list rebuilds inside the block
+    position: jax.Array | None = None  # frames, when recorded
+    momentum: jax.Array | None = None
+    force: jax.Array | None = None
+
+
+def kinetic_energy(momentum, mass):
+    """sum p^2 / 2m in eV, in the state's dtype (jax-md's version asks for float64 sums, which
+    warns in float32 runs)."""
+    return 0.5 * jnp.sum(momentum**2 / mass)
+
+
+def nose_hoover_invariant(potential, kinetic, chain, kT: float, dof: int):
+    """The extended Hamiltonian of a Nose-Hoover chain (as jax-md's `nvt_nose_hoover_invariant`,
+    from energies already at hand)."""
+    e = potential + kinetic + chain.momentum[0] ** 2 / (2 * chain.mass[0]) + dof * kT * chain.position[0]
+    return e + jnp.sum(chain.momentum[1:] ** 2 / (2 * chain.mass[1:]) + kT * chain.position[1:])
+
+
+def temperature(kinetic, n_atoms: int):
+    """Kinetic temperature (K) over 3N - 3 degrees of freedom (momentum is conserved)."""
+    return 2.0 * kinetic / ((3 * n_atoms - 3) * KB)
+
+
+def pressure(kinetic, stress, volume: float):
+    """Pressure in eV/Å^3: the kinetic part 2K/3V minus the trace of the (ASE-sign) stress / 3."""
+    return 2.0 * kinetic / (3.0 * volume) - jnp.trace(stress, axis1=-2, axis2=-1) / 3.0
+
+
+def make_chunk(system: MDSystem, stage: Stage, apply_fn: Callable, every: int, blocks: int,
+               frames: bool) -> Callable:
+    """jit(state, nbrs, n_active) -> ((state, nbrs), Observation) over `blocks` blocks, of which
+    only the first `n_active` run."""
+    kT = KB * stage.temperature_K
+
+    def step(_, carry):
+        state, nbrs, rebuilds = carry
+        state = apply_fn(state, neighbor=nbrs)
+        new = nbrs.update(state.position)
+        rebuilt = jnp.any(new.reference_position != nbrs.reference_position)
+        return state, new, rebuilds + rebuilt.astype(jnp.int32)
+
+    def observe(state, nbrs, rebuilds) -> Observation:
+        pe, stress = system.energy_stress_fn(state.position, nbrs)
+        ke = kinetic_energy(state.momentum, state.mass)
+        if stage.ensemble == "nve":
+            conserved = pe + ke
+        elif stage.ensemble == "nose-hoover":
+            conserved = nose_hoover_invariant(pe, ke, state.chain, kT, state.position.size)
+        else:
+            conserved = jnp.full_like(pe, jnp.nan)
+        extra = (state.position, state.momentum, state.force) if frames else (None, None, None)
+        return Observation(pe, ke, conserved, stress, rebuilds, *extra)
+
+    def block(carry, index, n_active):
+        state, nbrs = carry
+
+        def run(c):
+            s, n = c
+            s, n, rebuilds = jax.lax.fori_loop(0, every, step, (s, n, jnp.int32(0)))
+            return (s, n), observe(s, n, rebuilds)
+
+        def skip(c):
+            return c, jax.tree.map(jnp.zeros_like, jax.eval_shape(lambda: observe(*c, jnp.int32(0))))
+
+        return jax.lax.cond(index < n_active, run, skip, carry)
+
+    @jax.jit
+    def chunk(state, nbrs, n_active):
+        return jax.lax.scan(lambda c, i: block(c, i, n_active), (state, nbrs), jnp.arange(blocks))
+
+    return chunk
+
+
+@dataclass
+class StageRunner:
+    """Runs one stage chunk by chunk on the host; overflowed chunks are re-run after reallocating."""
+
+    system: MDSystem
+    stage: Stage
+    apply_fn: Callable
+    every: int = 10
+    chunk_steps: int = 1000
+    frames: bool = False
+    reallocations: int = 0
+    compiles: int = 0
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ConfigError(f"the observation interval must be >= 1 step, got {self.every}")
+        self.blocks = max(1, self.chunk_steps // self.every)
+        self._chunk = make_chunk(self.system, self.stage, self.apply_fn, self.every, self.blocks, self.frames)
+
+    def chunks(self, state, nbrs, steps: int):
+        """Yields (first_step, state, nbrs, Observation on the host) after each completed chunk;
+        the observation covers `n_blocks` blocks (its arrays are cut to them)."""
+        if steps % self.every:
+            raise ConfigError(f"steps ({steps}) must be a multiple of the observation interval ({self.every})")
+        done = 0
+        while done < steps:
+            n_active = min(self.blocks, (steps - done) // self.every)
+            while True:
+                before = self._chunk._cache_size()
+                (new_state, new_nbrs), obs = self._chunk(state, nbrs, n_active)
+                self.compiles += self._chunk._cache_size() - before
+                if not bool(new_nbrs.did_buffer_overflow):
+                    break
+                self.reallocations += 1
+                nbrs = reallocate(self.system, state.position, nbrs)
+            obs = jax.tree.map(lambda a: np.asarray(a)[:n_active], jax.device_get(obs))
+            state, nbrs = new_state, new_nbrs
+            yield done, state, nbrs, obs
+            done += n_active * self.every
+
+
+def allocate(system: MDSystem, position) -> Any:
+    """A neighbour list for `position` that holds every pair (grown until it does)."""
+    nbrs = system.neighbor_fn.allocate(position)
+    while bool(nbrs.did_buffer_overflow):
+        nbrs = reallocate(system, position, nbrs)
+    return nbrs
+
+
+def reallocate(system: MDSystem, position, old) -> Any:
+    """A fresh list for `position` with at least 25 % more room than the one that overflowed."""
+    fresh = system.neighbor_fn.allocate(position)
+    need = old.idx.shape[-1] * 1.25
+    if fresh.idx.shape[-1] < need:
+        extra = math.ceil((need - fresh.idx.shape[-1]) / system.n_atoms)  # Sparse: extra is per atom
+        fresh = system.neighbor_fn.allocate(position, extra_capacity=extra)
+    return fresh

@@ -1,0 +1,144 @@
+"""What an MD run reports: a thermo table (CSV), extxyz frames, and a summary of the run."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import write
+
+from legato_jax.md.integrate import Observation, Stage, pressure, temperature
+
+EV_A3_TO_GPA = 160.21766208
+THERMO_COLUMNS = ("step", "time_fs", "stage", "ensemble", "temperature_K", "kinetic_eV", "potential_eV",
+                  "total_eV", "conserved_eV", "pressure_eV_A3", "nl_rebuilds")
+
+
+@dataclass
+class Thermo:
+    """The thermo table of a run, kept in memory and optionally streamed to CSV."""
+
+    n_atoms: int
+    volume: float
+    path: Path | None = None
+    rows: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._fh = None
+        if self.path is not None:
+            self.path = Path(self.path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "w", newline="")
+            self._csv = csv.writer(self._fh)
+            self._csv.writerow(THERMO_COLUMNS)
+
+    def add(self, first_step: int, time0_fs: float, stage_index: int, stage: Stage, every: int,
+            obs: Observation) -> list[tuple]:
+        ke, pe = obs.kinetic.astype(float), obs.potential.astype(float)
+        temp = temperature(ke, self.n_atoms)
+        press = np.asarray(pressure(ke, obs.stress.astype(float), self.volume))
+        new = []
+        for b in range(len(ke)):
+            step = first_step + (b + 1) * every
+            new.append((step, time0_fs + (b + 1) * every * stage.dt_fs, stage_index, stage.ensemble,
+                        float(temp[b]), float(ke[b]), float(pe[b]), float(ke[b] + pe[b]),
+                        float(obs.conserved[b]), float(press[b]), int(obs.rebuilds[b])))
+        self.rows.extend(new)
+        if self._fh is not None:
+            self._csv.writerows(new)
+            self._fh.flush()
+        return new
+
+    def column(self, name: str) -> np.ndarray:
+        k = THERMO_COLUMNS.index(name)
+        return np.array([r[k] for r in self.rows])
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+@dataclass
+class Trajectory:
+    """Frames every `every` steps to extxyz: positions, momenta (ASE units), energy, forces."""
+
+    path: Path
+    template: Atoms
+    every: int
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("")
+        self.count = 0
+
+    def add(self, first_step: int, block_every: int, obs: Observation, cell: np.ndarray) -> None:
+        for b in range(len(obs.potential)):
+            step = first_step + (b + 1) * block_every
+            if step % self.every:
+                continue
+            atoms = self.template.copy()
+            atoms.set_cell(cell)
+            atoms.positions = np.asarray(obs.position[b], float)
+            # jax-md's metal time unit is ASE's time unit, so momenta carry over unchanged
+            atoms.set_momenta(np.asarray(obs.momentum[b], float), apply_constraint=False)
+            atoms.info = {"step": step}
+            atoms.calc = SinglePointCalculator(atoms, energy=float(obs.potential[b]),
+                                               forces=np.asarray(obs.force[b], float))
+            write(self.path, atoms, format="extxyz", append=True)
+            self.count += 1
+
+
+def drift_per_atom_ps(time_fs: np.ndarray, energy: np.ndarray, n_atoms: int) -> float:
+    """Least-squares slope of an energy series in eV per atom per ps."""
+    if len(time_fs) < 2:
+        return float("nan")
+    slope = np.polyfit(np.asarray(time_fs) / 1000.0, np.asarray(energy), 1)[0]
+    return float(slope / n_atoms)
+
+
+def stage_summary(thermo: Thermo, stage_index: int, stage: Stage) -> dict:
+    """Means and fluctuations of one stage and the drift of its conserved quantity."""
+    sel = thermo.column("stage") == stage_index
+    t = thermo.column("time_fs")[sel]
+    out = {"ensemble": stage.ensemble, "steps": stage.steps, "dt_fs": stage.dt_fs}
+    if stage.ensemble != "nve":
+        out["target_K"] = stage.temperature_K
+    if not sel.any():
+        return out
+    temp, cons = thermo.column("temperature_K")[sel], thermo.column("conserved_eV")[sel]
+    out.update({
+        "temperature_K": float(np.mean(temp)), "temperature_std_K": float(np.std(temp)),
+        "potential_eV_per_atom": float(np.mean(thermo.column("potential_eV")[sel]) / thermo.n_atoms),
+        "pressure_GPa": float(np.mean(thermo.column("pressure_eV_A3")[sel]) * EV_A3_TO_GPA),
+    })
+    if stage.ensemble != "langevin":
+        out["conserved_drift_eV_per_atom_ps"] = drift_per_atom_ps(t, cons, thermo.n_atoms)
+        out["conserved_max_dev_eV_per_atom"] = float(np.ptp(cons) / thermo.n_atoms)
+    return out
+
+
+def format_summary(summary: dict) -> str:
+    """The summary as a few readable lines."""
+    lines = [f"{summary['model']}: {summary['n_atoms']} atoms, {summary['steps']} steps "
+             f"({summary['time_ps']:.3f} ps) in {summary['wall_s']:.1f} s, "
+             f"{summary['atom_steps_per_s']:.3g} atom-steps/s; neighbour list: {summary['nl_rebuilds']} rebuilds, "
+             f"{summary['nl_reallocations']} reallocations, cell list {'on' if summary['cell_list'] else 'off'}"]
+    for k, s in enumerate(summary["stages"]):
+        if "temperature_K" not in s:
+            continue
+        line = (f"  stage {k} {s['ensemble']:<11} dt {s['dt_fs']} fs: T {s['temperature_K']:.1f} ± "
+                f"{s['temperature_std_K']:.1f} K")
+        if "target_K" in s:
+            line += f" (target {s['target_K']:.0f})"
+        line += f", E_pot {s['potential_eV_per_atom']:.5f} eV/atom, P {s['pressure_GPa']:.3f} GPa"
+        if "conserved_drift_eV_per_atom_ps" in s:
+            name = "E_total" if s["ensemble"] == "nve" else "NH invariant"
+            line += f", {name} drift {s['conserved_drift_eV_per_atom_ps']:.2e} eV/atom/ps"
+        lines.append(line)
+    return "\n".join(lines)
