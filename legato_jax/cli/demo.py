@@ -1,4 +1,5 @@
-"""`legato demo`: the main job on shipped defaults (today: the data pipeline on the shipped set)."""
+"""`legato demo`: the main job on shipped defaults: the data pipeline, the shipped models' test
+errors, and a short NVT -> NVE ammonia run with each shipped model."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--models", nargs="*", default=list(DEFAULT_MODELS), help="models to evaluate on the test split")
     p.add_argument("--out", default="demo", help="folder for the figures")
+    p.add_argument("--md-molecules", type=int, default=128, help="ammonia molecules in the MD box (16 x a x b x c)")
+    p.add_argument("--md-preset", default="demo", help="MD preset (configs/md)")
+    p.add_argument("--md-steps", type=int, help="MD steps (default: the preset's)")
     p.set_defaults(func=run)
 
 
@@ -61,5 +65,31 @@ def run(args) -> int:
         print(format_metrics(error_metrics(graphs, preds, tmap), f"{path} on the test split"))
         name = Path(path).parent.name or Path(path).stem
         parity_plot(graphs, preds, Path(args.out) / f"parity_{name}.png", f"{name}: test split")
+    run_md_demo(args)
     print(f"done in {time.perf_counter() - t0:.1f} s; figures in {args.out}/")
     return 0
+
+
+def run_md_demo(args) -> None:
+    """NVT -> NVE on a liquid-ammonia box with each shipped model; thermo CSVs and one plot."""
+    from legato_jax.md.observers import format_summary
+    from legato_jax.md.plots import plot_thermo
+    from legato_jax.md.run import MDConfig, load_preset, run_md
+    from legato_jax.md.systems import ammonia_box
+
+    cfg = MDConfig(**load_preset(args.md_preset, args.md_steps))
+    atoms = ammonia_box(args.md_molecules)
+    thermos = {}
+    for path in args.models:
+        if not Path(path).exists():
+            continue
+        potential, params, _ = load_model(path)
+        name = Path(path).parent.name or Path(path).stem
+        res = run_md(potential, params, atoms, cfg, thermo_path=Path(args.out) / f"md_{name}.csv",
+                     progress=False, name=name, where=f"--md-molecules {args.md_molecules}")
+        print(format_summary(res.summary))
+        thermos[name] = res.thermo
+    if thermos:
+        stages = " -> ".join(f"{s.ensemble} {s.steps} x {s.dt_fs} fs" for s in cfg.stages)
+        png = plot_thermo(thermos, Path(args.out) / "md_thermo.png", f"{len(atoms)} atoms NH3: {stages}")
+        print(f"wrote {png}")
