@@ -49,3 +49,16 @@ def test_cell_too_small_for_minimum_image_is_refused(setup):
     big = AllegroConfig(**{**CFG.to_dict(), "r_max": 4.5})
     with pytest.raises(ConfigError, match=r"cell width 8.730 Å .* below 2 x \(r_max \+ skin\) = 10.000 Å.*replicate"):
         model_energy(Potential(big, STATS), params, tm.indices(atoms.numbers), atoms.cell.array)
+
+
+def test_jax_md_stress_equals_the_calculator(setup):
+    atoms, pot, params, tm = setup
+    atoms = atoms.copy()
+    atoms.set_cell(atoms.cell.array @ np.array([[1.0, 0.0, 0.0], [0.3, 1.0, 0.0], [0.0, 0.0, 1.02]]), scale_atoms=True)
+    with jax.enable_x64(True):
+        system = model_energy(pot, params, tm.indices(atoms.numbers), atoms.cell.array)  # triclinic: periodic_general
+        R = jnp.asarray(atoms.positions)
+        e, stress = system.energy_stress_fn(R, system.neighbor_fn.allocate(R))
+    atoms.calc = LegatoCalculator(pot, params)
+    assert float(e) == pytest.approx(atoms.get_potential_energy(), rel=1e-12)
+    np.testing.assert_allclose(np.asarray(stress), atoms.get_stress(voigt=False), atol=1e-12)

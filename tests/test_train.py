@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import yaml
 from ase import Atoms
 from ase.io import write
 
@@ -70,6 +71,15 @@ def test_resume_after_interruption_equals_uninterrupted_run(toy_data, tmp_path):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     rows = list(csv.DictReader(open(tmp_path / "part" / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+
+
+def test_an_ended_run_trains_longer_with_resume_overrides(toy_data, tmp_path):
+    Trainer(config(toy_data, tmp_path, name="short", max_epochs=2), progress=False).fit()
+    with pytest.raises(ConfigError, match=r"--resume can only change \['max_minutes', 'max_epochs', 'early_stop_patience'\], not \['lr'\]"):
+        resume(tmp_path / "short", progress=False, overrides={"lr": 0.1})
+    trainer, state = resume(tmp_path / "short", progress=False, overrides={"max_epochs": 3})
+    assert int(trainer.fit(state).epoch) == 3
+    assert yaml.safe_load((tmp_path / "short" / "config.yaml").read_text())["max_epochs"] == 3
 
 
 def test_sam_step_on_the_tiny_model_matches_a_hand_computed_step(toy_data, tmp_path):

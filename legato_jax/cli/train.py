@@ -44,14 +44,22 @@ def register(sub) -> None:
 
 
 def _train(args) -> int:
+    import yaml
+
     from legato_jax.errors import ConfigError
     from legato_jax.train.config import load_train_config
     from legato_jax.train.trainer import Trainer, resume
 
     if args.resume:
-        if args.config or args.set:
-            raise ConfigError("--resume continues a run with its saved config; do not pass CONFIG or --set")
-        trainer, state = resume(args.resume)
+        if args.config:
+            raise ConfigError("--resume continues a run with its saved config; do not pass CONFIG")
+        overrides = {}
+        for item in args.set:
+            if "=" not in item:
+                raise ConfigError(f"--set {item!r}: expected key=value")
+            key, raw = item.split("=", 1)
+            overrides[key] = yaml.safe_load(raw)
+        trainer, state = resume(args.resume, overrides=overrides)
     elif args.config:
         cfg = load_train_config(args.config, args.set)
         trainer, state = Trainer(cfg), None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import math
 import time
 from dataclasses import dataclass
@@ -250,8 +251,13 @@ def _truncate_metrics(path: Path, epochs: int) -> None:
         csv.writer(fh).writerows(keep)
 
 
-def resume(run_dir: str | Path, progress: bool = True) -> tuple[Trainer, TrainState]:
-    """Rebuild the trainer from RUN_DIR/config.yaml and restore its last checkpoint."""
+RESUME_OVERRIDES = ("max_minutes", "max_epochs", "early_stop_patience")
+
+
+def resume(run_dir: str | Path, progress: bool = True, overrides: dict | None = None) -> tuple[Trainer, TrainState]:
+    """Rebuild the trainer from RUN_DIR/config.yaml and restore its last checkpoint. `overrides`
+    may change only the stopping rules (RESUME_OVERRIDES), e.g. to train an ended run for longer;
+    they are written back to config.yaml."""
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
     ckpt = run_dir / "checkpoint.msgpack"
@@ -259,9 +265,20 @@ def resume(run_dir: str | Path, progress: bool = True) -> tuple[Trainer, TrainSt
         raise ConfigError(f"{run_dir}: not a training run directory (needs config.yaml and checkpoint.msgpack)")
     with open(cfg_path) as fh:
         data = yaml.safe_load(fh)
+    overrides = overrides or {}
+    bad = sorted(set(overrides) - set(RESUME_OVERRIDES))
+    if bad:
+        raise ConfigError(f"--resume can only change {list(RESUME_OVERRIDES)}, not {bad}; start a new run for other settings")
+    data.update(overrides)
     data["out_dir"] = str(run_dir.parent)
     data["name"] = run_dir.name
     cfg = TrainConfig.from_dict(data, str(cfg_path))
+    if overrides:
+        saved = yaml.safe_load(cfg_path.read_text())
+        saved.update(overrides)
+        tmp = cfg_path.with_name(cfg_path.name + ".tmp")
+        tmp.write_text(yaml.safe_dump(saved, sort_keys=False))
+        os.replace(tmp, cfg_path)
     trainer = Trainer(cfg, progress=progress)
     state = load_checkpoint(ckpt, trainer.init_state())
     return trainer, state
