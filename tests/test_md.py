@@ -13,7 +13,7 @@ from legato_jax.errors import ConfigError
 from legato_jax.md.energy import model_energy
 from legato_jax.model.config import AllegroConfig, ModelStats
 from legato_jax.model.potential import Potential
-from tests.test_shipped import DATA
+from legato_jax.md.systems import AMMONIA_CELL
 
 CFG = AllegroConfig(r_max=3.5, num_layers=2, num_channels=4, two_body_mlp=(8, 16), latent_mlp=(16,),
                     edge_energy_mlp=(8,), dtype="float64")
@@ -23,7 +23,7 @@ STATS = ModelStats(avg_num_neighbors=20.0, species_scale=(0.01, 0.01), species_s
 @pytest.fixture(scope="module")
 def setup():
     with jax.enable_x64(True):
-        atoms = read(DATA, 0)
+        atoms = read(AMMONIA_CELL)  # a frame of the shipped data (ASE reads the whole .xz for one frame)
         pot = Potential(CFG, STATS)
         tm = TypeMap(CFG.species)
         fg = _frame_graph(atoms, tm, CFG.r_max)
