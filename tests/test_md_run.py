@@ -2,6 +2,7 @@
 overflow re-runs, agreement with ASE, outputs and bad input."""
 
 import dataclasses
+import json
 from pathlib import Path
 
 import jax
@@ -234,14 +235,18 @@ def test_bad_input_is_refused_before_anything_runs(tiny, cell, tmp_path):
 def test_cli_runs_md_and_reports_bad_input_in_one_line(tmp_path, capsys):
     structure = tmp_path / "cell.extxyz"
     read(AMMONIA_CELL).write(structure)
-    log, out, js = tmp_path / "thermo.csv", tmp_path / "traj.extxyz", tmp_path / "s.json"
+    log, out = tmp_path / "thermo.csv", tmp_path / "traj.extxyz"
     rc = cli(["md", "--model", str(TINY), "--structure", str(structure), "--ensemble", "langevin",
               "--temperature", "250", "--dt", "1", "--steps", "40", "--log", str(log), "--out", str(out),
-              "--json", str(js), "--no-progress"])
+              "--no-progress"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "ammonia-tiny: 64 atoms, 40 steps" in printed and "stage 0 langevin" in printed
-    assert len(log.read_text().splitlines()) == 5 and len(read(out, ":")) == 4 and js.exists()
+    assert len(log.read_text().splitlines()) == 5 and len(read(out, ":")) == 4
+    rc = cli(["md", "--model", str(TINY), "--ammonia", "16", "--replicate", "1", "1", "1", "--ensemble", "nve",
+              "--temperature", "100", "--dt", "1", "--steps", "10", "--json", "--no-progress"])
+    summary = json.loads(capsys.readouterr().out)
+    assert rc == 0 and summary["n_atoms"] == 64 and summary["stages"][0]["ensemble"] == "nve"
     rc = cli(["md", "--model", str(TINY), "--structure", str(structure), "--preset", "nope", "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "no such preset; known presets are ['demo', 'paper-code', 'paper-text']" in err

@@ -34,7 +34,7 @@ def register(sub) -> None:
     p.add_argument("--chunk", type=int, default=1000, help="steps per compiled chunk")
     p.add_argument("--out", help="trajectory extxyz (positions, momenta, energy, forces)")
     p.add_argument("--log", help="thermo CSV")
-    p.add_argument("--json", help="write the summary as JSON here")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON instead of text")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=main)
 
@@ -90,7 +90,5 @@ def main(args) -> int:
     potential, params, _ = resolve_model(args.model)
     result = run_md(potential, params, atoms, cfg, thermo_path=args.log, traj_path=args.out,
                     progress=not args.no_progress and sys.stderr.isatty(), name=model_name(args.model), where=where)
-    print(format_summary(result.summary))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result.summary, indent=2))
+    print(json.dumps(result.summary, indent=1) if args.json else format_summary(result.summary))
     return 0
