@@ -115,7 +115,7 @@ def test_neighbour_list_equals_brute_force_at_every_step(tiny, cell, reps):
     R = system.wrap(jnp.asarray(atoms.positions, jnp.float32))
     nbrs = system.neighbor_fn.allocate(R)
     assert (nbrs.cell_list_fn is not None) == (reps == (2, 2, 2))  # 17.5 Å sides hold 4 cells of 3.8 Å
-    state = start_stage(system, stage, init, jax.random.PRNGKey(0), R, mass,
+    state = start_stage(init, jax.random.PRNGKey(0), R, mass,
                         initial_momenta(jax.random.PRNGKey(1), mass, 400.0), nbrs)
     runner = StageRunner(system, stage, apply, every=1, chunk_steps=1)
     rebuilds = 0
@@ -138,7 +138,7 @@ def test_overflow_is_rerun_and_matches_a_run_that_never_overflowed(tiny64, cell)
             mass = jnp.asarray(masses(cell), jnp.float64)[:, None]
             R = system.wrap(jnp.asarray(cell.positions))
             nbrs = system.neighbor_fn.allocate(R)
-            state = start_stage(system, stage, init, jax.random.PRNGKey(0), R, mass,
+            state = start_stage(init, jax.random.PRNGKey(0), R, mass,
                                 initial_momenta(jax.random.PRNGKey(1), mass, 300.0), nbrs)
             runner = StageRunner(system, stage, apply, every=10, chunk_steps=50)
             for _, state, nbrs, _ in runner.chunks(state, nbrs, stage.steps):
@@ -265,7 +265,7 @@ def test_nose_hoover_invariant_equals_jax_md(tiny64, cell):
         R = jnp.asarray(cell.positions)
         nbrs = system.neighbor_fn.allocate(R)
         mass = jnp.asarray(masses(cell))[:, None]
-        state = start_stage(system, stage, init, jax.random.PRNGKey(0), R, mass,
+        state = start_stage(init, jax.random.PRNGKey(0), R, mass,
                             initial_momenta(jax.random.PRNGKey(1), mass, 100.0), nbrs)
         for _ in range(20):
             state = apply(state, neighbor=nbrs)

@@ -47,7 +47,7 @@ def bench_size(potential, params, n_atoms: int, steps: int, every: int, repeats:
     stage = Stage("nose-hoover", steps, 1.0, 200.0, 100.0)
     init, apply = make_integrator(system, stage)
     mass = jnp.asarray(masses(atoms), dtype)[:, None]
-    state = start_stage(system, stage, init, jax.random.PRNGKey(0), R, mass,
+    state = start_stage(init, jax.random.PRNGKey(0), R, mass,
                         initial_momenta(jax.random.PRNGKey(1), mass, 200.0), nbrs)
     runner = StageRunner(system, stage, apply, every=every, chunk_steps=steps)
     t0 = time.perf_counter()

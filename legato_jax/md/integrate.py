@@ -64,8 +64,7 @@ def make_integrator(system: MDSystem, stage: Stage) -> tuple[Callable, Callable]
     return simulate.nvt_langevin(system.energy_fn, system.shift_fn, dt, kT, gamma=1.0 / (stage.tau_fs * FS))
 
 
-def start_stage(system: MDSystem, stage: Stage, init_fn: Callable, key: jax.Array, position, mass,
-                momentum, nbrs) -> Any:
+def start_stage(init_fn: Callable, key: jax.Array, position, mass, momentum, nbrs) -> Any:
     """The integrator's state from positions and momenta (the thermostat starts at rest)."""
     return init_fn(key, position, mass=mass, momenta=momentum, neighbor=nbrs)
 

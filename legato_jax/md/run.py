@@ -161,7 +161,7 @@ def _run(system: MDSystem, potential: Potential, atoms: Atoms, cfg: MDConfig, th
     try:
         for k, stage in enumerate(cfg.stages):
             init_fn, apply_fn = make_integrator(system, stage)
-            state = start_stage(system, stage, init_fn, jax.random.fold_in(key, k + 1), R, mass, momentum, nbrs)
+            state = start_stage(init_fn, jax.random.fold_in(key, k + 1), R, mass, momentum, nbrs)
             runner = StageRunner(system, stage, apply_fn, cfg.every, cfg.chunk_steps, frames=traj is not None)
             for first, state, nbrs, obs in runner.chunks(state, nbrs, stage.steps):
                 rows = thermo.add(step0 + first, time0 + first * stage.dt_fs, k, stage, cfg.every, obs)
