@@ -34,6 +34,7 @@ class MDSystem:
     shift_fn: Callable
     cell: np.ndarray  # rows are lattice vectors (ASE convention)
     n_atoms: int
+    cutoff: float  # Å, of the neighbour list: r_max + skin
 
     @property
     def volume(self) -> float:
@@ -115,4 +116,4 @@ def model_energy(potential: Potential, params, species: np.ndarray, cell: np.nda
         energy, d_strain = jax.value_and_grad(strained_energy, argnums=2)(R, neighbor, jnp.zeros((3, 3), R.dtype))
         return energy, 0.5 * (d_strain + d_strain.T) / volume
 
-    return MDSystem(energy_fn, energy_stress_fn, neighbor_fn, displacement, shift, cell, n)
+    return MDSystem(energy_fn, energy_stress_fn, neighbor_fn, displacement, shift, cell, n, r_max + skin)
