@@ -46,3 +46,5 @@ def test_demo_runs_on_the_shipped_defaults(tmp_path):
     assert "frames                1500" in proc.stdout
     assert proc.stdout.count("on the test split") == 2
     assert (tmp_path / "data_summary.png").exists() and (tmp_path / "parity_legato.png").exists()
+    assert proc.stdout.count("stage 1 nve") == 2 and (tmp_path / "md_thermo.png").exists()
+    assert (tmp_path / "md_allegro.csv").exists() and (tmp_path / "md_legato.csv").exists()
