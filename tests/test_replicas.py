@@ -76,3 +76,40 @@ def min_pair_distance(R, cell):
     d = a.get_all_distances(mic=True)
     np.fill_diagonal(d, np.inf)
     return d.min()
+
+
+def test_a_stable_harmonic_system_is_censored_at_the_limit_through_stages(setup):
+    system, cell = setup
+    R_eq = jnp.asarray(cell.positions)
+
+    def harmonic(R, neighbor, **kw):  # every atom on a spring to its start position
+        d = jax.vmap(system.displacement_fn)(R, R_eq)
+        return 2.0 * jnp.sum(d**2)
+
+    stages = (Stage("nose-hoover", 30, 1.0, 200.0, 50.0), Stage("nve", 40, 0.5))
+    window = FailureCriteria(t_low=0.0, t_high=1e4)  # equal springs: kinetic energy swings coherently to ~0
+    with jax.enable_x64(True):
+        res = run_replicas(dataclasses.replace(system, energy_fn=harmonic), cell, stages, 2, seed=3, chunk_steps=20,
+                           criteria=window)
+    assert (res.first_failure == -1).all() and (res.stopped_at == 70).all()
+    steps, t_ps, failed = res.times("nh_bond")
+    assert not failed.any() and (steps == 70).all()
+    np.testing.assert_allclose(t_ps, (30 * 1.0 + 40 * 0.5) / 1000.0)
+
+
+def test_criteria_outside_stop_on_are_censored_where_the_replica_stopped(setup):
+    system, cell = setup
+    base = system.energy_fn
+
+    def collapsing(R, neighbor, **kw):
+        d = system.displacement_fn(R[0], R[1])
+        return base(R, neighbor) + 5.0 * jnp.sum(d**2)
+
+    with jax.enable_x64(True):
+        res = run_replicas(dataclasses.replace(system, energy_fn=collapsing), cell, Stage("nve", 300, 0.5), 1,
+                           seed=1, chunk_steps=100, criteria=FailureCriteria(t_low=0.0, t_high=1e5),
+                           stop_on=("min_distance",))
+    stop = res.first_failure[0, CRITERIA.index("min_distance")]
+    assert 0 < stop < 300 and res.stopped_at[0] == stop
+    steps, _, failed = res.times("temperature")  # the window is never left: censored at the stop, not the limit
+    assert not failed[0] and steps[0] == stop

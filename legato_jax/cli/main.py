@@ -12,6 +12,7 @@ from legato_jax.cli import demo as demo_cmd
 from legato_jax.cli import md as md_cmd
 from legato_jax.cli import model as model_cmd
 from legato_jax.cli import train as train_cmd
+from legato_jax.cli import ttf as ttf_cmd
 from legato_jax.errors import LegatoError
 
 
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.register(sub)
     model_cmd.register(sub)
     md_cmd.register(sub)
+    ttf_cmd.register(sub)
     demo_cmd.register(sub)
     bench_cmd.register(sub)
     return parser

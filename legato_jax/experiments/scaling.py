@@ -24,23 +24,32 @@ class ScalingFit:
     sigma: float
     n_failed: int
     n_censored: int
-    method: str = "log-normal AFT maximum likelihood with right censoring; percentile bootstrap CI"
+    method: str = "log-normal AFT maximum likelihood with right censoring (sigma >= 1e-3); percentile bootstrap CI"
+
+
+SIGMA_BOUNDS = (1e-3, 1e2)  # failure times are resolved only to the check interval: sigma never reaches 0
 
 
 def _neg_log_likelihood(theta, log_n, log_t, failed):
+    """-log L and its gradient in (a, beta, log sigma)."""
     a, beta, log_sigma = theta
     sigma = np.exp(log_sigma)
     z = (log_t - (a - beta * log_n)) / sigma
     ll = np.where(failed, stats.norm.logpdf(z) - log_sigma, stats.norm.logsf(z))
-    return -np.sum(ll)
+    dll_dz = np.where(failed, -z, -np.exp(stats.norm.logpdf(z) - stats.norm.logsf(z)))
+    grad = np.array([np.sum(-dll_dz / sigma), np.sum(dll_dz * log_n / sigma),
+                     np.sum(-dll_dz * z - failed)])
+    return -np.sum(ll), -grad
 
 
-def _mle(log_n, log_t, failed) -> np.ndarray:
-    slope, intercept = np.polyfit(log_n, log_t, 1) if np.ptp(log_n) > 0 else (0.0, log_t.mean())
-    resid = log_t - (intercept + slope * log_n)
-    start = np.array([intercept, -slope, np.log(max(resid.std(), 0.05))])
-    res = optimize.minimize(_neg_log_likelihood, start, args=(log_n, log_t, failed), method="Nelder-Mead",
-                            options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 20000, "maxfev": 40000})
+def _mle(log_n, log_t, failed, start=None) -> np.ndarray:
+    if start is None:
+        slope, intercept = np.polyfit(log_n, log_t, 1) if np.ptp(log_n) > 0 else (0.0, log_t.mean())
+        resid = log_t - (intercept + slope * log_n)
+        start = np.array([intercept, -slope, np.log(np.clip(resid.std(), 0.05, None))])
+    bounds = [(None, None), (None, None), tuple(np.log(SIGMA_BOUNDS))]
+    res = optimize.minimize(_neg_log_likelihood, start, args=(log_n, log_t, failed), jac=True,
+                            method="L-BFGS-B", bounds=bounds, options={"maxiter": 2000, "gtol": 1e-9})
     return res.x
 
 
@@ -65,7 +74,7 @@ def fit_beta(sizes, times, failed, n_boot: int = 500, confidence: float = 0.95, 
     for _ in range(n_boot):
         idx = np.concatenate([rng.choice(g, len(g)) for g in groups])
         if failed[idx].any():
-            boot.append(_mle(log_n[idx], log_t[idx], failed[idx])[1])
+            boot.append(_mle(log_n[idx], log_t[idx], failed[idx], start=np.array([a, beta, log_sigma]))[1])
     q = (1 - confidence) / 2
     lo, hi = np.quantile(boot, [q, 1 - q]) if boot else (np.nan, np.nan)
     return ScalingFit(float(beta), (float(lo), float(hi)), float(a), float(np.exp(log_sigma)),

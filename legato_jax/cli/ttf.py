@@ -1,0 +1,80 @@
+"""`legato ttf`: the time-to-failure experiment and the fidelity-scaling exponent."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from legato_jax.experiments.failure import CRITERIA
+
+
+def register(sub) -> None:
+    p = sub.add_parser("ttf", help="time to failure of MD replicas at several sizes, and beta of t ~ N^-beta")
+    p.add_argument("--models", nargs="+", required=True, metavar="MODEL", help="model files (.npz) or run directories")
+    add_protocol_arguments(p)
+    p.add_argument("--json", metavar="OUT", help="write every replica's times, summaries and fits as JSON")
+    p.add_argument("--plot", metavar="PNG", help="log-log t_failure against N, one panel per criterion")
+    p.set_defaults(func=main)
+
+
+def add_protocol_arguments(p) -> None:
+    """Options of the time-to-failure protocol, shared with scripts/rho_scan.py."""
+    p.add_argument("--sizes", nargs="+", type=int, required=True, metavar="N",
+                   help="atoms per system: multiples of the 64-atom ammonia cell (512, 1728, 4096, ...)")
+    p.add_argument("--replicas", type=int, default=8, help="independent replicas per size (own initial velocities)")
+    p.add_argument("--preset", default="paper-code", help="configs/md/NAME.yaml (paper-code, paper-text, stressed) or a YAML path")
+    p.add_argument("--max-steps", type=int, help="step limit (a preset's open-ended stage takes what is left)")
+    p.add_argument("--criteria", nargs="+", choices=CRITERIA, default=list(CRITERIA),
+                   help="failure criteria to report; a replica runs until all of them have fired")
+    p.add_argument("--temperature", type=float, help="K: initial velocities and thermostat (default: the preset's)")
+    p.add_argument("--hydrogen-mass", type=float, help="amu (default: the preset's)")
+    p.add_argument("--t-window", type=float, nargs=2, default=(100.0, 300.0), metavar=("LOW", "HIGH"),
+                   help="temperature criterion window in K")
+    p.add_argument("--nh-stretch", type=float, default=0.5, help="Å beyond the equilibrium N-H length")
+    p.add_argument("--lone-hydrogen", type=float, default=2.5, help="Å from every nitrogen")
+    p.add_argument("--min-distance", type=float, default=0.6, help="Å between any two atoms")
+    p.add_argument("--density", type=float, help="g/cm^3 (default: the shipped cell's 0.68)")
+    p.add_argument("--every", type=int, default=10, help="steps between failure checks")
+    p.add_argument("--chunk", type=int, default=1000, help="steps per compiled chunk")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--precision", choices=["float32", "float64"], help="default: the model's")
+
+
+def build_config(args) -> "TTFConfig":
+    from legato_jax.experiments.failure import FailureCriteria
+    from legato_jax.experiments.ttf import TTFConfig
+    from legato_jax.md.run import load_preset
+
+    preset = load_preset(args.preset, args.max_steps, args.temperature)
+    thresholds = FailureCriteria(t_low=args.t_window[0], t_high=args.t_window[1], nh_stretch=args.nh_stretch,
+                                 lone_hydrogen=args.lone_hydrogen, min_distance=args.min_distance)
+    h_mass = args.hydrogen_mass if args.hydrogen_mass is not None else preset["hydrogen_mass"]
+    return TTFConfig(tuple(args.sizes), args.replicas, preset["stages"], preset["temperature_K"], h_mass,
+                     tuple(args.criteria), thresholds, args.density, args.every, args.chunk, args.seed, args.precision)
+
+
+def main(args) -> int:
+    from legato_jax.cli.md import model_name
+    from legato_jax.experiments.ttf import format_table, run_ttf
+    from legato_jax.train.evaluate import resolve_model
+
+    cfg = build_config(args)
+    models = {}
+    for path in args.models:
+        name = model_name(path)
+        if name in models:
+            name = path
+        potential, params, _ = resolve_model(path)
+        models[name] = (potential, params)
+    result = run_ttf(models, cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(format_table(result))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1))
+        print(f"wrote {args.json}")
+    if args.plot:
+        from legato_jax.experiments.plots import plot_ttf
+
+        print(f"wrote {plot_ttf(result, args.plot)}")
+    return 0

@@ -1,0 +1,145 @@
+"""The rho scan: models trained with otherwise identical settings over a list of SAM radii, each
+measured for accuracy (test split), sharpness (weight noise and the SAM probe on training frames)
+and time to failure, so that robustness can be read against sharpness."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from legato_jax.experiments.sharpness import dataset_loss_fn, noise_sharpness, sam_sharpness
+from legato_jax.experiments.ttf import TTFConfig, run_ttf
+
+
+@dataclass(frozen=True)
+class RhoScanConfig:
+    rhos: tuple[float, ...]
+    train_config: str  # training YAML shared by every rho
+    out_dir: str
+    ttf: TTFConfig
+    train_overrides: tuple[str, ...] = ()  # KEY=VALUE, as `legato train --set`
+    sharpness_frames: int = 100
+    sharpness_draws: int = 50
+    sharpness_std: float = 0.05
+    sam_probe_rho: float = 0.05
+
+
+def run_name(rho: float) -> str:
+    return f"rho_{rho:g}"
+
+
+def train_one(cfg: RhoScanConfig, rho: float, log: Callable[[str], None]):
+    """The trained model of one rho: trained now, or reused when its run already ended."""
+    from legato_jax.train.config import load_train_config
+    from legato_jax.train.trainer import Trainer
+
+    train_cfg = load_train_config(cfg.train_config, [*cfg.train_overrides, f"rho={rho}", f"name={run_name(rho)}",
+                                                     f"out_dir={cfg.out_dir}"])
+    trainer = Trainer(train_cfg, progress=False)
+    done = train_cfg.run_dir / "best.npz"
+    if done.exists():
+        from legato_jax.train.evaluate import resolve_model
+
+        log(f"rho {rho:g}: reusing {train_cfg.run_dir}")
+        _, params, _ = resolve_model(train_cfg.run_dir)
+        return trainer, params, None
+    log(f"rho {rho:g}: training into {train_cfg.run_dir}")
+    state = trainer.fit()
+    return trainer, state.ema, int(state.epoch)
+
+
+def measure(cfg: RhoScanConfig, trainer, params) -> dict:
+    """Test-split errors and the two sharpness measures of one trained model."""
+    from legato_jax.train.evaluate import error_metrics, predict_frames
+
+    test = trainer.data.test or trainer.data.validation
+    metrics = error_metrics(test, predict_frames(trainer.potential, params, test), trainer.data.type_map)
+    loss, grad = dataset_loss_fn(trainer.potential, trainer.data.train[: cfg.sharpness_frames])
+    noise = noise_sharpness(loss, params, cfg.sharpness_std, cfg.sharpness_draws)
+    probe = sam_sharpness(loss, grad, params, cfg.sam_probe_rho)
+    return {"test_f_mae": metrics["forces_mae_meV_per_A"], "test_e_mae": metrics["energy_per_atom_mae_meV"],
+            "test_subset": "test" if trainer.data.test else "validation",
+            "noise_sharpness": noise["mean_rise"], "noise_sharpness_stderr": noise["stderr_rise"],
+            "sam_sharpness": probe["rise"], "train_loss": noise["loss"]}
+
+
+def run_rho_scan(cfg: RhoScanConfig, log: Callable[[str], None] = print) -> dict:
+    """Train and measure every rho, then run the time-to-failure experiment on all of them at once;
+    writes rho_scan.json, rho_scan.csv and rho_scan.png into `out_dir`."""
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, models = [], {}
+    for rho in cfg.rhos:
+        trainer, params, epochs = train_one(cfg, rho, log)
+        row = {"rho": rho, "run_dir": str(trainer.cfg.run_dir), "epochs_trained_now": epochs}
+        row.update(measure(cfg, trainer, params))
+        rows.append(row)
+        models[run_name(rho)] = (trainer.potential, params)
+    ttf = run_ttf(models, cfg.ttf, log)
+    largest = str(max(cfg.ttf.sizes))
+    for row in rows:
+        m = ttf["models"][run_name(row["rho"])]
+        for c in cfg.ttf.criteria:
+            s = m["sizes"][largest][c]
+            row[f"ttf_{c}_median_ps"] = s["median_ps"]
+            row[f"ttf_{c}_censored"] = s["censored_fraction"]
+            row[f"beta_{c}"] = m["beta"][c]["beta"]
+    result = {"rows": rows, "ttf": ttf, "largest_size": int(largest)}
+    (out / "rho_scan.json").write_text(json.dumps(result, indent=1))
+    with open(out / "rho_scan.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    plot_rho_scan(result, out / "rho_scan.png")
+    return result
+
+
+def format_rho_table(result: dict) -> str:
+    criteria = result["ttf"]["protocol"]["criteria"]
+    head = f"{'rho':>8}{'F MAE':>9}{'E MAE':>8}{'noise sharp.':>14}{'SAM sharp.':>12}"
+    head += "".join(f"{c[:13]:>15}" for c in criteria)
+    lines = [f"median t_failure (ps) at {result['largest_size']} atoms; * more than half censored (lower bound)",
+             head]
+    for r in result["rows"]:
+        line = (f"{r['rho']:>8g}{r['test_f_mae']:>9.2f}{r['test_e_mae']:>8.3f}"
+                f"{r['noise_sharpness']:>14.4g}{r['sam_sharpness']:>12.4g}")
+        for c in criteria:
+            star = "*" if r[f"ttf_{c}_censored"] >= 0.5 else " "
+            line += f"{r[f'ttf_{c}_median_ps']:>14.3g}{star}"
+        lines.append(line)
+    lines.append("F MAE meV/Å and E MAE meV/atom on the test split; sharpness: mean loss rise under weight noise, "
+                 "and the rise at the SAM probe")
+    return "\n".join(lines)
+
+
+def plot_rho_scan(result: dict, path: str | Path) -> Path:
+    """Median time to failure at the largest size against noise sharpness, one series per criterion,
+    each point labelled by its rho."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    x = np.array([r["noise_sharpness"] for r in rows])
+    xerr = np.array([r["noise_sharpness_stderr"] for r in rows])
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for k, c in enumerate(result["ttf"]["protocol"]["criteria"]):
+        y = np.array([r[f"ttf_{c}_median_ps"] for r in rows])
+        ax.errorbar(x, y, xerr=np.nan_to_num(xerr), fmt="o-", color=f"C{k}", label=c, capsize=3, lw=1)
+    for r, xi in zip(rows, x):
+        ax.annotate(f"rho {r['rho']:g}", (xi, r[f"ttf_{result['ttf']['protocol']['criteria'][0]}_median_ps"]),
+                    fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("noise sharpness (mean loss rise)")
+    ax.set_ylabel(f"median time to failure at {result['largest_size']} atoms (ps)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

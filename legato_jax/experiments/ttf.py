@@ -1,0 +1,186 @@
+"""The time-to-failure experiment: replicas of liquid ammonia at several sizes run with each model
+until the failure criteria fire; per size and criterion the failure times with bootstrap
+confidence intervals, and per model and criterion the fidelity-scaling exponent beta."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from legato_jax.data.graph import TypeMap
+from legato_jax.errors import ConfigError
+from legato_jax.experiments.failure import CRITERIA, FailureCriteria
+from legato_jax.experiments.replicas import ReplicaResult, run_replicas
+from legato_jax.experiments.scaling import fit_beta
+from legato_jax.md.energy import model_energy
+from legato_jax.md.integrate import Stage
+from legato_jax.md.systems import AMMONIA_CELL_MOLECULES, ammonia_box
+from legato_jax.model.potential import Potential
+
+ATOMS_PER_MOLECULE = 4
+
+
+@dataclass(frozen=True)
+class TTFConfig:
+    """One protocol for every model and size."""
+
+    sizes: tuple[int, ...]  # atoms; multiples of the 64-atom cell
+    replicas: int
+    stages: tuple[Stage, ...]
+    temperature_K: float  # initial velocities
+    hydrogen_mass: float | None = None
+    criteria: tuple[str, ...] = CRITERIA  # reported, and a replica runs until all of them fired
+    thresholds: FailureCriteria = field(default_factory=FailureCriteria)
+    density: float | None = None  # g/cm^3; None keeps the shipped cell's 0.68
+    every: int = 10
+    chunk_steps: int = 1000
+    seed: int = 0
+    precision: str | None = None
+
+    def __post_init__(self) -> None:
+        cell_atoms = AMMONIA_CELL_MOLECULES * ATOMS_PER_MOLECULE
+        bad = [n for n in self.sizes if n < cell_atoms or n % cell_atoms]
+        if not self.sizes or bad:
+            raise ConfigError(f"--sizes {list(self.sizes)}: each size is a number of atoms, a multiple of the "
+                              f"{cell_atoms}-atom ammonia cell (e.g. 512 = 64 x 2^3, 1728 = 64 x 3^3)")
+        if len(set(self.sizes)) != len(self.sizes):
+            raise ConfigError(f"--sizes {list(self.sizes)} repeats a size")
+        if self.replicas < 1:
+            raise ConfigError(f"--replicas must be >= 1, got {self.replicas}")
+        unknown = sorted(set(self.criteria) - set(CRITERIA))
+        if unknown or not self.criteria:
+            raise ConfigError(f"--criteria {unknown or '(none)'}: choose from {list(CRITERIA)}")
+        for s in self.stages:
+            if s.steps % self.every:
+                raise ConfigError(f"a stage of {s.steps} steps is not a multiple of the check interval --every {self.every}")
+        if self.chunk_steps % self.every:
+            raise ConfigError(f"--chunk {self.chunk_steps} is not a multiple of --every {self.every}")
+
+    @property
+    def steps(self) -> int:
+        return sum(s.steps for s in self.stages)
+
+    def protocol(self) -> dict:
+        return {"stages": [dataclasses.asdict(s) for s in self.stages], "temperature_K": self.temperature_K,
+                "hydrogen_mass": self.hydrogen_mass, "max_steps": self.steps, "replicas": self.replicas,
+                "sizes": list(self.sizes), "criteria": list(self.criteria), "every": self.every,
+                "thresholds": dataclasses.asdict(self.thresholds), "density": self.density, "seed": self.seed}
+
+
+def bootstrap_ci(values: np.ndarray, stat: Callable, n_boot: int = 1000, confidence: float = 0.95,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of `stat` over resampled replicas."""
+    values = np.asarray(values, float)
+    if len(values) < 2:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    boot = [stat(values[rng.integers(0, len(values), len(values))]) for _ in range(n_boot)]
+    q = (1 - confidence) / 2
+    lo, hi = np.quantile(boot, [q, 1 - q])
+    return float(lo), float(hi)
+
+
+def summarize(steps: np.ndarray, time_ps: np.ndarray, failed: np.ndarray) -> dict:
+    """Failure times of one size and criterion. Censored replicas enter at the time they stopped, so
+    the mean is a lower bound when any are censored; the median is exact while under half are."""
+    return {
+        "steps": [int(s) for s in steps], "time_ps": [float(t) for t in time_ps], "failed": [bool(f) for f in failed],
+        "n_failed": int(failed.sum()), "censored_fraction": float(1 - failed.mean()),
+        "mean_ps": float(np.mean(time_ps)), "mean_ci_ps": bootstrap_ci(time_ps, np.mean),
+        "median_ps": float(np.median(time_ps)), "median_ci_ps": bootstrap_ci(time_ps, np.median),
+        "median_exact": bool(failed.mean() > 0.5),
+    }
+
+
+def run_size(potential: Potential, params, n_atoms: int, cfg: TTFConfig, on_chunk: Callable | None = None
+             ) -> ReplicaResult:
+    """All replicas of one model at one size."""
+    atoms = ammonia_box(n_atoms // ATOMS_PER_MOLECULE, cfg.density)
+    species = TypeMap(tuple(potential.config.species)).indices(atoms.numbers, f"--sizes {n_atoms}")
+    double = (cfg.precision or potential.config.dtype) == "float64"
+    with jax.enable_x64(True) if double else contextlib.nullcontext():
+        if double and potential.config.dtype != "float64":
+            potential = Potential(dataclasses.replace(potential.config, dtype="float64"), potential.stats)
+            params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), params)
+        system = model_energy(potential, params, species, atoms.cell.array,
+                              where=f"--sizes {n_atoms} ({len(atoms)} atoms, cell {atoms.cell.lengths().round(2).tolist()} Å)")
+        return run_replicas(system, atoms, cfg.stages, cfg.replicas, seed=cfg.seed, temperature_K=cfg.temperature_K,
+                            hydrogen_mass=cfg.hydrogen_mass, criteria=cfg.thresholds, stop_on=cfg.criteria,
+                            every=cfg.every, chunk_steps=cfg.chunk_steps, on_chunk=on_chunk)
+
+
+def fit_model(sizes: dict, criteria: Sequence[str]) -> dict:
+    """beta per criterion from one model's per-size summaries (None with a reason when not identifiable)."""
+    out = {}
+    for c in criteria:
+        n = np.concatenate([[int(size)] * len(res[c]["time_ps"]) for size, res in sizes.items()])
+        t = np.concatenate([res[c]["time_ps"] for res in sizes.values()])
+        f = np.concatenate([res[c]["failed"] for res in sizes.values()]).astype(bool)
+        try:
+            fit = fit_beta(n, t, f)
+        except ValueError as exc:
+            out[c] = {"beta": None, "reason": str(exc)}
+            continue
+        out[c] = {"beta": fit.beta, "beta_ci": list(fit.beta_ci), "log_prefactor": fit.log_prefactor, "sigma": fit.sigma, "n_failed": fit.n_failed,
+                  "n_censored": fit.n_censored, "method": fit.method}
+    return out
+
+
+def run_ttf(models: dict[str, tuple[Potential, object]], cfg: TTFConfig, log: Callable[[str], None] = print) -> dict:
+    """The whole experiment: {"protocol", "models": {name: {"sizes": {N: {criterion: summary}},
+    "beta": {criterion: fit}, "cost": {N: {"wall_s", "nl_reallocations"}}}}}."""
+    out = {"protocol": cfg.protocol(), "models": {}}
+    for name, (potential, params) in models.items():
+        sizes, cost = {}, {}
+        for n in cfg.sizes:
+            start = time.perf_counter()
+
+            def progress(step, first, n=n, start=start):
+                fired = {c: int((first[:, CRITERIA.index(c)] >= 0).sum()) for c in cfg.criteria}
+                log(f"  {name} N={n}: step {step}/{cfg.steps}, {time.perf_counter() - start:.0f} s, failed {fired}")
+
+            res = run_size(potential, params, n, cfg, progress)
+            sizes[str(n)] = {c: summarize(*res.times(c)) for c in cfg.criteria}
+            cost[str(n)] = {"wall_s": res.wall_s, "nl_reallocations": res.reallocations}
+        out["models"][name] = {"sizes": sizes, "beta": fit_model(sizes, cfg.criteria), "cost": cost}
+    return out
+
+
+def format_table(result: dict) -> str:
+    """One row per model, size and criterion, then beta per model and criterion."""
+    p = result["protocol"]
+    w = max(len(name) for name in result["models"]) + 2
+    lines = [f"time to failure: {p['replicas']} replicas per size, at most {p['max_steps']} steps "
+             f"({_time_limit_ps(p):.3g} ps), checks every {p['every']} steps",
+             f"{'model':<{w}}{'atoms':>7}  {'criterion':<14}{'failed':>8}  {'median ps [95% CI]':<26}{'mean ps (lower bound if censored)':>36}"]
+    for name, m in result["models"].items():
+        for n, per in m["sizes"].items():
+            for c in p["criteria"]:
+                s = per[c]
+                med = f"{s['median_ps']:.3g} [{_fmt(s['median_ci_ps'][0])}, {_fmt(s['median_ci_ps'][1])}]"
+                if not s["median_exact"]:
+                    med = f">= {s['median_ps']:.3g} (censored)"
+                mean = f"{s['mean_ps']:.3g} [{_fmt(s['mean_ci_ps'][0])}, {_fmt(s['mean_ci_ps'][1])}]"
+                lines.append(f"{name:<{w}}{n:>7}  {c:<14}{s['n_failed']:>4}/{len(s['failed']):<3}  {med:<26}{mean:>36}")
+    lines.append("beta of t_failure ~ N^-beta (log-normal AFT fit with right censoring, 95% bootstrap CI)")
+    for name, m in result["models"].items():
+        for c, b in m["beta"].items():
+            text = (f"{b['beta']:.3f} [{b['beta_ci'][0]:.3f}, {b['beta_ci'][1]:.3f}]" if b["beta"] is not None
+                    else f"n/a ({b['reason']})")
+            lines.append(f"  {name:<{w}}{c:<14}{text}")
+    return "\n".join(lines)
+
+
+def _time_limit_ps(protocol: dict) -> float:
+    return sum(s["steps"] * s["dt_fs"] for s in protocol["stages"]) / 1000.0
+
+
+def _fmt(x: float) -> str:
+    return "nan" if not np.isfinite(x) else f"{x:.3g}"

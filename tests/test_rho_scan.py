@@ -1,0 +1,58 @@
+"""scripts/rho_scan.py end to end on tiny settings: two SAM radii trained, measured and run to
+failure, one table, one plot; a second call reuses the trained runs."""
+
+import csv
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
+
+
+@pytest.fixture
+def train_yaml(tmp_path):
+    cfg = {"name": "x", "data": str(DATA / "ammonia-small.extxyz"), "split": str(DATA / "ammonia-small.split.json"),
+           "model": str(ROOT / "configs" / "model" / "allegro-tiny.yaml"), "batch_size": 4, "eval_batch_size": 4,
+           "lr": 0.005, "max_epochs": 1}
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def scan(argv, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["rho_scan.py", *map(str, argv)])
+    with pytest.raises(SystemExit) as exc:
+        runpy.run_path(str(ROOT / "scripts" / "rho_scan.py"), run_name="__main__")
+    return exc.value.code
+
+
+def test_rho_scan_end_to_end_on_tiny_settings(train_yaml, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "scan"
+    argv = ["--config", train_yaml, "--rhos", "0", "0.01", "--out", out, "--sharpness-frames", "4",
+            "--sharpness-draws", "3", "--sizes", "64", "128", "--replicas", "2", "--preset", "stressed",
+            "--max-steps", "40", "--chunk", "20"]
+    assert scan(argv, monkeypatch) == 0
+    printed = capsys.readouterr()
+    assert "noise sharp." in printed.out and "training into" in printed.err
+    rows = list(csv.DictReader(open(out / "rho_scan.csv")))
+    assert [float(r["rho"]) for r in rows] == [0.0, 0.01]
+    for r in rows:
+        assert float(r["test_f_mae"]) > 0 and float(r["noise_sharpness"]) == float(r["noise_sharpness"])
+        assert 0 < float(r["ttf_temperature_median_ps"]) <= 40 * 2.5 / 1000
+    result = json.loads((out / "rho_scan.json").read_text())
+    assert set(result["ttf"]["models"]) == {"rho_0", "rho_0.01"}
+    assert (out / "rho_scan.png").stat().st_size > 10_000
+    assert (out / "rho_0.01" / "best.npz").exists()
+
+    assert scan(argv, monkeypatch) == 0  # the trained runs are reused, not retrained
+    assert "reusing" in capsys.readouterr().err
+
+
+def test_rho_scan_refuses_repeated_rhos(train_yaml, tmp_path, monkeypatch, capsys):
+    assert scan(["--config", train_yaml, "--rhos", "0.01", "0.01", "--out", tmp_path, "--sizes", "64"], monkeypatch) == 2
+    assert "distinct" in capsys.readouterr().err
