@@ -1,5 +1,6 @@
 """`legato demo`: the main job on shipped defaults: the data pipeline, the shipped models' test
-errors, and a short NVT -> NVE ammonia run with each shipped model."""
+errors, a short NVT -> NVE ammonia run with each shipped model, and a small time-to-failure
+comparison of the two under the stressed protocol."""
 
 from __future__ import annotations
 
@@ -31,6 +32,12 @@ def register(sub) -> None:
     p.add_argument("--md-molecules", type=int, default=128, help="ammonia molecules in the MD box (16 x a x b x c)")
     p.add_argument("--md-preset", default="demo", help="MD preset (configs/md)")
     p.add_argument("--md-steps", type=int, help="MD steps (default: the preset's)")
+    p.add_argument("--ttf-sizes", type=int, nargs="*", default=[512, 1024],
+                   help="atoms per time-to-failure system (none: skip the comparison)")
+    p.add_argument("--ttf-replicas", type=int, default=4)
+    p.add_argument("--ttf-preset", default="stressed", help="MD preset of the time-to-failure runs (configs/md)")
+    p.add_argument("--ttf-max-steps", type=int, default=150)
+    p.add_argument("--ttf-criteria", nargs="+", default=["temperature", "nh_bond"])
     p.set_defaults(func=run)
 
 
@@ -66,6 +73,8 @@ def run(args) -> int:
         name = Path(path).parent.name or Path(path).stem
         parity_plot(graphs, preds, Path(args.out) / f"parity_{name}.png", f"{name}: test split")
     run_md_demo(args)
+    if args.ttf_sizes:
+        run_ttf_demo(args)
     print(f"done in {time.perf_counter() - t0:.1f} s; figures in {args.out}/")
     return 0
 
@@ -93,3 +102,32 @@ def run_md_demo(args) -> None:
         stages = " -> ".join(f"{s.ensemble} {s.steps} x {s.dt_fs} fs" for s in cfg.stages)
         png = plot_thermo(thermos, Path(args.out) / "md_thermo.png", f"{len(atoms)} atoms NH3: {stages}")
         print(f"wrote {png}")
+
+
+def run_ttf_demo(args) -> None:
+    """Replicas of each shipped model at a few sizes until they fail: the table, the beta fits,
+    a comparison line and demo/ttf.png."""
+    import json
+
+    from legato_jax.experiments.plots import plot_ttf
+    from legato_jax.experiments.ttf import TTFConfig, compare_models, format_table, run_ttf
+    from legato_jax.md.run import load_preset
+
+    preset = load_preset(args.ttf_preset, args.ttf_max_steps)
+    cfg = TTFConfig(tuple(args.ttf_sizes), args.ttf_replicas, preset["stages"], preset["temperature_K"],
+                    preset["hydrogen_mass"], tuple(args.ttf_criteria), chunk_steps=50)
+    models = {}
+    for path in args.models:
+        if Path(path).exists():
+            potential, params, _ = load_model(path)
+            models[Path(path).parent.name or Path(path).stem] = (potential, params)
+    if not models:
+        return
+    print(f"time to failure, preset {args.ttf_preset}: {preset['stages'][0].ensemble} at "
+          f"{preset['temperature_K']:g} K, dt {preset['stages'][0].dt_fs} fs, m_H {preset['hydrogen_mass']} amu")
+    result = run_ttf(models, cfg, log=lambda line: None)
+    print(format_table(result))
+    print(compare_models(result))
+    out = Path(args.out)
+    (out / "ttf.json").write_text(json.dumps(result, indent=1))
+    print(f"wrote {plot_ttf(result, out / 'ttf.png')}")

@@ -184,3 +184,37 @@ def _time_limit_ps(protocol: dict) -> float:
 
 def _fmt(x: float) -> str:
     return "nan" if not np.isfinite(x) else f"{x:.3g}"
+
+
+def compare_models(result: dict) -> str:
+    """Each later model against the first: ratio of median failure times per size and criterion,
+    marked significant only where the 95% intervals do not overlap; beta likewise."""
+    names = list(result["models"])
+    if len(names) < 2:
+        return ""
+    base = result["models"][names[0]]
+    lines = []
+    for other in names[1:]:
+        m = result["models"][other]
+        lines.append(f"{other} vs {names[0]}: ratio of median times to failure (> 1: {other} lasts longer); "
+                     f"'*' where the 95% intervals do not overlap")
+        for c in result["protocol"]["criteria"]:
+            parts = []
+            for n in m["sizes"]:
+                a, b = base["sizes"][n][c], m["sizes"][n][c]
+                star = "*" if _separate(a["median_ci_ps"], b["median_ci_ps"]) else ""
+                star += "" if a["median_exact"] and b["median_exact"] else " (censored)"
+                parts.append(f"{n}: {b['median_ps'] / a['median_ps']:.2f}{star}")
+            ba, bb = base["beta"][c], m["beta"][c]
+            beta = "beta n/a"
+            if ba["beta"] is not None and bb["beta"] is not None:
+                star = "*" if _separate(ba["beta_ci"], bb["beta_ci"]) else ""
+                beta = f"beta {bb['beta']:.2f} vs {ba['beta']:.2f}{star}"
+            lines.append(f"  {c:<14}" + ", ".join(parts) + f"; {beta}")
+    return "\n".join(lines)
+
+
+def _separate(ci_a, ci_b) -> bool:
+    if not all(np.isfinite(list(ci_a) + list(ci_b))):
+        return False
+    return ci_a[1] < ci_b[0] or ci_b[1] < ci_a[0]
