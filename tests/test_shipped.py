@@ -40,11 +40,17 @@ def test_shipped_model_reproduces_its_recorded_test_errors(name, test_frames):
 
 @pytest.mark.slow
 def test_demo_runs_on_the_shipped_defaults(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "legato_jax.cli.main", "demo", "--out", str(tmp_path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    # the default time-to-failure part (4 replicas, up to 150 steps) alone takes minutes: fewer here
+    proc = subprocess.run([sys.executable, "-m", "legato_jax.cli.main", "demo", "--out", str(tmp_path),
+                           "--ttf-replicas", "2", "--ttf-max-steps", "50"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "frames                1500" in proc.stdout
     assert proc.stdout.count("on the test split") == 2
     assert (tmp_path / "data_summary.png").exists() and (tmp_path / "parity_legato.png").exists()
     assert proc.stdout.count("stage 1 nve") == 2 and (tmp_path / "md_thermo.png").exists()
     assert (tmp_path / "md_allegro.csv").exists() and (tmp_path / "md_legato.csv").exists()
+    assert "beta of t_failure" in proc.stdout and "legato vs allegro" in proc.stdout
+    ttf = json.loads((tmp_path / "ttf.json").read_text())
+    assert set(ttf["models"]) == {"allegro", "legato"} and set(ttf["models"]["legato"]["sizes"]) == {"512", "1024"}
+    assert (tmp_path / "ttf.png").exists()
