@@ -1,0 +1,1 @@
+"""Spatial domain decomposition of MD across devices (shard_map) and MPI ranks (mpi4jax)."""

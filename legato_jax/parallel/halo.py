@@ -1,0 +1,84 @@
+"""Ghost atoms by six staged directional exchanges (x, then y, then z, each both ways), so that
+atoms near edges and corners arrive through two or three hops. Written against a small backend
+interface, so the same code runs over a device mesh (ppermute in shard_map) or MPI ranks
+(mpi4jax). Every step is differentiable: the transpose of the exchange returns ghost forces to
+their owners under jax.grad."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from legato_jax.parallel.domains import DomainGrid
+
+AXES = ("dx", "dy", "dz")
+
+
+class HaloBackend(Protocol):
+    def coord(self, axis: int) -> jax.Array: ...  # this domain's grid coordinate along an axis
+
+    def shift(self, tree, axis: int, direction: int): ...  # send to coord + direction, receive from coord - direction
+
+    def sum(self, x): ...  # over all domains
+
+
+class MeshBackend:
+    """Domains are devices of a mesh with axes ('dx', 'dy', 'dz'); call inside jax.shard_map."""
+
+    def __init__(self, shape: tuple[int, int, int]):
+        self.shape = tuple(shape)
+
+    def coord(self, axis: int) -> jax.Array:
+        return lax.axis_index(AXES[axis])
+
+    def shift(self, tree, axis: int, direction: int):
+        n = self.shape[axis]
+        perm = [(i, (i + direction) % n) for i in range(n)]
+        return jax.tree.map(lambda x: lax.ppermute(x, AXES[axis], perm), tree)
+
+    def sum(self, x):
+        return lax.psum(x, AXES)
+
+
+def face_capacities(grid: DomainGrid, n_atoms: int, slack: float = 1.5) -> tuple[int, int, int]:
+    """Ghost slots per face and stage: the expected count in the halo slab (which grows by the
+    ghosts of earlier stages) with `slack` headroom."""
+    w, h = grid.width, grid.halo
+    density = n_atoms / float(np.prod(grid.box))
+    areas = (w[1] * w[2], (w[0] + 2 * h) * w[2], (w[0] + 2 * h) * (w[1] + 2 * h))
+    return tuple(int(np.ceil(slack * density * h * a)) + 8 for a in areas)
+
+
+def exchange(backend: HaloBackend, grid: DomainGrid, positions, species, mask, capacities):
+    """Owned atoms (C rows) -> owned + ghosts (C + 2 sum(capacities) rows) of this domain, with
+    ghost positions as the periodic images this domain sees; and whether any face overflowed."""
+    box = jnp.asarray(grid.box, positions.dtype)
+    width = jnp.asarray(grid.width, positions.dtype)
+    h = grid.halo
+    overflow = jnp.array(False)
+    for axis in range(3):
+        c = backend.coord(axis)
+        lo = c.astype(positions.dtype) * width[axis]
+        hi = lo + width[axis]
+        n_rows = positions.shape[0]
+        pos_pad = jnp.concatenate([positions, jnp.zeros((1, 3), positions.dtype)])
+        spec_pad = jnp.concatenate([species, jnp.zeros((1,), species.dtype)])
+        received = []
+        for direction in (+1, -1):
+            x = positions[:, axis]
+            near = mask & ((x >= hi - h) if direction > 0 else (x < lo + h))
+            overflow = overflow | (jnp.sum(near) > capacities[axis])
+            (idx,) = jnp.nonzero(near, size=capacities[axis], fill_value=n_rows)
+            valid = idx < n_rows
+            crosses = (c == grid.shape[axis] - 1) if direction > 0 else (c == 0)
+            offset = jnp.where(valid & crosses, -direction * box[axis], 0.0)
+            send = pos_pad[idx].at[:, axis].add(offset)
+            received.append(backend.shift((send, spec_pad[idx], valid), axis, direction))
+        positions = jnp.concatenate([positions] + [r[0] for r in received])
+        species = jnp.concatenate([species] + [r[1] for r in received])
+        mask = jnp.concatenate([mask] + [r[2] for r in received])
+    return positions, species, mask, overflow
