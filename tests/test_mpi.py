@@ -33,3 +33,9 @@ def test_mpi4jax_allreduce_and_differentiable_exchange():
     proc = run_mpi(HERE / "mpi" / "check_mpi4jax.py")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count(": ok") == 2
+
+
+def test_domain_decomposition_through_mpi4jax_equals_the_single_domain():
+    proc = run_mpi(HERE / "mpi" / "check_domains.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count(": ok") == 2

@@ -92,3 +92,23 @@ def mesh_energy_forces(potential: Potential, params, grid: DomainGrid, caps: Dom
         return jitted(*(jax.device_put(a, put) for a in args))
 
     return run
+
+
+def mpi_energy_forces(potential: Potential, params, grid: DomainGrid, caps: DomainCapacities, comm) -> Callable:
+    """jitted f(positions (C, 3), species (C,), mask (C,)) of this rank's domain -> (total energy,
+    forces on its own atoms, overflow anywhere)."""
+    from legato_jax.parallel.halo import MPIBackend
+
+    backend = MPIBackend(grid.shape, comm)
+    local = local_energy_fn(potential, params, grid, caps, backend)
+
+    def total(positions, species, mask):
+        e, overflow = local(positions, species, mask)
+        return backend.sum(e), backend.sum(overflow.astype(jnp.int32)) > 0
+
+    @jax.jit
+    def energy_forces(positions, species, mask):
+        (e, overflow), grad = jax.value_and_grad(total, has_aux=True)(positions, species, mask)
+        return e, -grad, overflow
+
+    return energy_forces
