@@ -249,7 +249,7 @@ def test_cli_runs_md_and_reports_bad_input_in_one_line(tmp_path, capsys):
     assert rc == 0 and summary["n_atoms"] == 64 and summary["stages"][0]["ensemble"] == "nve"
     rc = cli(["md", "--model", str(TINY), "--structure", str(structure), "--preset", "nope", "--no-progress"])
     err = capsys.readouterr().err
-    assert rc == 2 and err.count("\n") == 1 and "no such preset; known presets are ['demo', 'paper-code', 'paper-text']" in err
+    assert rc == 2 and err.count("\n") == 1 and "no such preset; known presets are ['demo', 'paper-code', 'paper-text', 'stressed']" in err
 
 
 def test_nose_hoover_invariant_equals_jax_md(tiny64, cell):

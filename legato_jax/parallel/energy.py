@@ -39,7 +39,7 @@ def local_energy_fn(potential: Potential, params, grid: DomainGrid, caps: Domain
     r_max = potential.config.r_max
 
     def energy(positions, species, mask):
-        X, spec, valid, overflow = exchange(backend, grid, positions, species, mask, caps.faces)
+        X, spec, valid, _, overflow = exchange(backend, grid, positions, species, mask, caps.faces)
         m, c = X.shape[0], positions.shape[0]
         d = jnp.linalg.norm(X[None, :c] - X[:, None], axis=-1)[:, :c]  # (m, c): rows neighbours, cols centres
         pair = (d < r_max) & valid[:, None] & mask[None, :] & (jnp.arange(m)[:, None] != jnp.arange(c)[None, :])

@@ -6,7 +6,7 @@ their owners under jax.grad."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -53,13 +53,23 @@ def face_capacities(grid: DomainGrid, n_atoms: int, slack: float = 1.5) -> tuple
     return tuple(int(np.ceil(slack * density * h * a)) + 8 for a in areas)
 
 
+class HaloPlan(NamedTuple):
+    """What each of the six exchanges sends: rows of the growing local array and the periodic
+    offset added along the exchange axis. Fixed between neighbour-list rebuilds."""
+
+    idx: tuple  # six (capacity,) int arrays, stage order x+, x-, y+, y-, z+, z-
+    offset: tuple  # six (capacity,) float arrays
+
+
 def exchange(backend: HaloBackend, grid: DomainGrid, positions, species, mask, capacities):
     """Owned atoms (C rows) -> owned + ghosts (C + 2 sum(capacities) rows) of this domain, with
-    ghost positions as the periodic images this domain sees; and whether any face overflowed."""
+    ghost positions as the periodic images this domain sees; the plan that repeats it; and
+    whether any face overflowed."""
     box = jnp.asarray(grid.box, positions.dtype)
     width = jnp.asarray(grid.width, positions.dtype)
     h = grid.halo
     overflow = jnp.array(False)
+    idxs, offsets = [], []
     for axis in range(3):
         c = backend.coord(axis)
         lo = c.astype(positions.dtype) * width[axis]
@@ -77,11 +87,27 @@ def exchange(backend: HaloBackend, grid: DomainGrid, positions, species, mask, c
             crosses = (c == grid.shape[axis] - 1) if direction > 0 else (c == 0)
             offset = jnp.where(valid & crosses, -direction * box[axis], 0.0)
             send = pos_pad[idx].at[:, axis].add(offset)
+            idxs.append(idx)
+            offsets.append(offset)
             received.append(backend.shift((send, spec_pad[idx], valid), axis, direction))
         positions = jnp.concatenate([positions] + [r[0] for r in received])
         species = jnp.concatenate([species] + [r[1] for r in received])
         mask = jnp.concatenate([mask] + [r[2] for r in received])
-    return positions, species, mask, overflow
+    return positions, species, mask, HaloPlan(tuple(idxs), tuple(offsets)), overflow
+
+
+def forward(backend: HaloBackend, positions, plan: HaloPlan):
+    """Owned positions -> owned + ghost positions along a fixed plan (every step between rebuilds)."""
+    k = 0
+    for axis in range(3):
+        pos_pad = jnp.concatenate([positions, jnp.zeros((1, 3), positions.dtype)])
+        received = []
+        for direction in (+1, -1):
+            send = pos_pad[plan.idx[k]].at[:, axis].add(plan.offset[k])
+            received.append(backend.shift(send, axis, direction))
+            k += 1
+        positions = jnp.concatenate([positions] + received)
+    return positions
 
 
 class MPIBackend:
