@@ -42,7 +42,7 @@ def test_shipped_model_reproduces_its_recorded_test_errors(name, test_frames):
 def test_demo_runs_on_the_shipped_defaults(tmp_path):
     # the default time-to-failure part (4 replicas, up to 150 steps) alone takes minutes: fewer here
     proc = subprocess.run([sys.executable, "-m", "legato_jax.cli.main", "demo", "--out", str(tmp_path),
-                           "--ttf-replicas", "2", "--ttf-max-steps", "50"],
+                           "--ttf-replicas", "2", "--ttf-max-steps", "20"],
                           cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "frames                1500" in proc.stdout
