@@ -9,6 +9,7 @@ import numpy as np
 
 from legato_jax.data.io import Frame
 from legato_jax.data.neighbors import neighbor_list
+from legato_jax.figures import save_figure
 
 
 def plot_dataset_summary(frames: Sequence[Frame], path: str | Path, r_max: float = 6.0) -> Path:
@@ -47,11 +48,7 @@ def plot_dataset_summary(frames: Sequence[Frame], path: str | Path, r_max: float
     axes[2].set_ylabel("atoms")
     fig.suptitle(f"{len(frames)} frames, {sum(f.n_atoms for f in frames)} atoms")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def _temperature_key(label: str) -> float:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from legato_jax.figures import save_figure
+
 
 def plot_ttf(result: dict, path: str | Path) -> Path:
     """log-log median time to failure against atoms, one panel per criterion: 95% bootstrap
@@ -54,11 +56,7 @@ def plot_ttf(result: dict, path: str | Path) -> Path:
         ax.set_visible(False)
     fig.suptitle("open markers: more than half the replicas censored (a lower bound)", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _fitted_median(model: dict, criterion: str, n: np.ndarray) -> np.ndarray:

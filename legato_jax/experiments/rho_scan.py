@@ -14,6 +14,7 @@ import numpy as np
 
 from legato_jax.experiments.sharpness import dataset_loss_fn, noise_sharpness, sam_sharpness
 from legato_jax.experiments.ttf import TTFConfig, run_ttf
+from legato_jax.figures import save_figure
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,4 @@ def plot_rho_scan(result: dict, path: str | Path) -> Path:
     ax.set_ylabel(f"median time to failure at {result['largest_size']} atoms (ps)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

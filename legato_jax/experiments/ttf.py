@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from legato_jax.data.graph import TypeMap
@@ -21,6 +20,7 @@ from legato_jax.experiments.replicas import ReplicaResult, run_replicas
 from legato_jax.experiments.scaling import fit_beta
 from legato_jax.md.energy import model_energy
 from legato_jax.md.integrate import Stage
+from legato_jax.md.run import _precision
 from legato_jax.md.systems import AMMONIA_CELL_MOLECULES, ammonia_box
 from legato_jax.model.potential import Potential
 
@@ -106,9 +106,7 @@ def run_size(potential: Potential, params, n_atoms: int, cfg: TTFConfig, on_chun
     species = TypeMap(tuple(potential.config.species)).indices(atoms.numbers, f"--sizes {n_atoms}")
     double = (cfg.precision or potential.config.dtype) == "float64"
     with jax.enable_x64(True) if double else contextlib.nullcontext():
-        if double and potential.config.dtype != "float64":
-            potential = Potential(dataclasses.replace(potential.config, dtype="float64"), potential.stats)
-            params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), params)
+        potential, params = _precision(potential, params, cfg.precision)
         system = model_energy(potential, params, species, atoms.cell.array,
                               where=f"--sizes {n_atoms} ({len(atoms)} atoms, cell {atoms.cell.lengths().round(2).tolist()} Å)")
         return run_replicas(system, atoms, cfg.stages, cfg.replicas, seed=cfg.seed, temperature_K=cfg.temperature_K,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from legato_jax.figures import save_figure
 from legato_jax.md.observers import Thermo
 
 
@@ -35,8 +36,4 @@ def plot_thermo(runs: dict[str, Thermo], path: str | Path, title: str = "") -> P
     if title:
         ax_t.set_title(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -25,7 +25,7 @@ from legato_jax.md.integrate import FS
 from legato_jax.model.potential import Potential
 from legato_jax.parallel.domains import DomainGrid, decompose, gather
 from legato_jax.parallel.energy import domain_mesh
-from legato_jax.parallel.halo import AXES, HaloBackend, HaloPlan, MeshBackend, exchange, forward
+from legato_jax.parallel.halo import AXES, HaloBackend, HaloPlan, MeshBackend, exchange, face_capacities, forward
 
 
 @dataclass(frozen=True)
@@ -46,9 +46,9 @@ def estimate_capacities(grid: DomainGrid, n_atoms: int, r_max: float, slack: flo
     density = n_atoms / float(np.prod(grid.box))
     owned = int(np.ceil(slack * n_atoms / grid.size)) + 8
     w, h = grid.width, grid.halo
-    areas = (w[1] * w[2], (w[0] + 2 * h) * w[2], (w[0] + 2 * h) * (w[1] + 2 * h))
-    faces = tuple(int(np.ceil(slack * density * h * a)) + 8 for a in areas)
-    migrate = int(np.ceil(slack * density * 0.5 * (h - r_max) * max(areas))) + 8
+    faces = face_capacities(grid, n_atoms, slack)
+    largest_face = (w[0] + 2 * h) * (w[1] + 2 * h)
+    migrate = int(np.ceil(slack * density * 0.5 * (h - r_max) * largest_face)) + 8
     per_atom = int(np.ceil(slack * density * 4 / 3 * np.pi * h**3)) + 8
     edges = int(np.ceil(slack * density * 4 / 3 * np.pi * h**3 * n_atoms / grid.size)) + 64
     return Capacities(owned, faces, migrate, edges, per_atom)

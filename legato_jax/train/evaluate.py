@@ -13,6 +13,7 @@ from ase.data import chemical_symbols
 from legato_jax.data.batching import BatchLoader
 from legato_jax.data.graph import FrameGraph
 from legato_jax.errors import ConfigError
+from legato_jax.figures import save_figure
 from legato_jax.model.io import load_model
 from legato_jax.model.potential import Potential
 
@@ -103,8 +104,4 @@ def parity_plot(graphs, preds, path: str | Path, title: str = "") -> Path:
     ax[1].set_ylabel("predicted (eV/Å)")
     fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
