@@ -1,5 +1,6 @@
 """Domain decomposition over host devices: energies and forces of 1x1x1, 2x1x1 and 2x2x2 grids
-equal the single-domain values to rounding (float64); bad grids are refused clearly."""
+equal the single-domain values to rounding (float64); a decomposed Nose-Hoover + NVE run follows
+the single-domain trajectory; bad grids are refused clearly."""
 
 import dataclasses
 
@@ -15,8 +16,11 @@ from legato_jax.md.energy import model_energy
 from legato_jax.md.systems import AMMONIA_CELL
 from legato_jax.model.io import load_model
 from legato_jax.parallel.domains import DomainGrid, decompose, default_capacity, gather
-from legato_jax.parallel.energy import DomainCapacities, domain_mesh, edge_capacity, mesh_energy_forces
-from legato_jax.parallel.halo import face_capacities
+from legato_jax.parallel.energy import domain_mesh, mesh_energy_forces
+from legato_jax.parallel.lists import estimate_capacities
+from legato_jax.md.integrate import Stage
+from legato_jax.md.run import MDConfig, initial_conditions, run_md
+from legato_jax.parallel.run import run_md_decomposed
 from tests.test_md_run import TINY
 
 SKIN = 0.5
@@ -42,9 +46,8 @@ def reference():
 def test_decomposed_energy_and_forces_equal_the_single_domain(reference, shape):
     pot, params, atoms, species, R, e_ref, f_ref = reference
     grid = DomainGrid.for_cell(shape, atoms.cell.array, pot.config.r_max + SKIN)
-    cap = default_capacity(grid, len(atoms))
-    dec, _ = decompose(grid, R, species, cap)
-    caps = DomainCapacities(cap, face_capacities(grid, len(atoms)), edge_capacity(pot, grid, len(atoms), cap))
+    caps = estimate_capacities(grid, len(atoms), pot.config.r_max)
+    dec, _ = decompose(grid, R, species, caps.owned)
     with jax.enable_x64(True):
         energy, forces, overflow = mesh_energy_forces(pot, params, grid, caps, domain_mesh(grid))(dec)
     assert not bool(overflow)
@@ -55,9 +58,8 @@ def test_decomposed_energy_and_forces_equal_the_single_domain(reference, shape):
 def test_a_face_over_capacity_is_flagged(reference):
     pot, params, atoms, species, R, *_ = reference
     grid = DomainGrid.for_cell((2, 1, 1), atoms.cell.array, pot.config.r_max + SKIN)
-    cap = default_capacity(grid, len(atoms))
-    dec, _ = decompose(grid, R, species, cap)
-    caps = DomainCapacities(cap, (4, 4, 4), edge_capacity(pot, grid, len(atoms), cap))
+    caps = dataclasses.replace(estimate_capacities(grid, len(atoms), pot.config.r_max), faces=(4, 4, 4))
+    dec, _ = decompose(grid, R, species, caps.owned)
     with jax.enable_x64(True):
         _, _, overflow = mesh_energy_forces(pot, params, grid, caps, domain_mesh(grid))(dec)
     assert bool(overflow)
@@ -88,36 +90,20 @@ def test_bad_grids_are_refused(reference):
         decompose(grid, R, species, 4)
 
 
+STAGES = (Stage("nose-hoover", 100, 1.0, 200.0, 50.0), Stage("nve", 100, 1.0))
+
+
 @pytest.fixture(scope="module")
-def nve_reference():
-    """200 single-domain NVE steps of a 1,728-atom box on jax-md (float64, dt 1 fs, m_H 2.014)."""
-    from legato_jax.md.integrate import Stage, make_integrator, start_stage
-    from legato_jax.md.systems import initial_momenta, masses
-
+def md_reference():
+    """100 Nose-Hoover + 100 NVE single-domain steps of a 1,728-atom box on jax-md (float64, m_H
+    2.014), with positions and momenta after each 100-step chunk."""
     pot, params, _ = load_model(TINY)
-    pot = dataclasses.replace(pot, config=dataclasses.replace(pot.config, dtype="float64"))
     atoms = read(AMMONIA_CELL).repeat((3, 3, 3))
-    species = TypeMap(("H", "N")).indices(atoms.numbers)
-    m = masses(atoms, 2.014)
-    with jax.enable_x64(True):
-        params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), params)
-        system = model_energy(pot, params, species, atoms.cell.array, SKIN, capacity_multiplier=2.0)
-        R0 = system.wrap(jnp.asarray(atoms.positions))
-        p0 = initial_momenta(jax.random.PRNGKey(0), jnp.asarray(m)[:, None], 200.0)
-        init_fn, apply_fn = make_integrator(system, Stage("nve", 200, 1.0))
-        nbrs = system.neighbor_fn.allocate(R0)
-        state = start_stage(init_fn, jax.random.PRNGKey(1), R0, jnp.asarray(m)[:, None], p0, nbrs)
-        trajectory = {}
-        for block in range(2):
-            def body(c, _):
-                s, b = c
-                s = apply_fn(s, neighbor=b)
-                return (s, b.update(s.position)), None
-
-            state, nbrs = jax.jit(lambda c: jax.lax.scan(body, c, None, length=100)[0])((state, nbrs))
-            assert not bool(nbrs.did_buffer_overflow)
-            trajectory[100 * (block + 1)] = (np.asarray(state.position), np.asarray(state.momentum))
-    return pot, params, atoms, species, m, np.asarray(R0), np.asarray(p0), trajectory
+    cfg = MDConfig(STAGES, 200.0, hydrogen_mass=2.014, skin=SKIN, chunk_steps=100, precision="float64")
+    seen = []
+    result = run_md(pot, params, atoms, cfg, progress=False,
+                    on_chunk=lambda state, obs: seen.append((np.asarray(state.position), np.asarray(state.momentum))))
+    return pot, params, atoms, cfg, result, seen
 
 
 def _close_positions(a, b, box):
@@ -125,31 +111,33 @@ def _close_positions(a, b, box):
     return np.abs(d - box * np.round(d / box)).max()
 
 
-def test_a_decomposed_nve_trajectory_equals_the_single_domain_and_conserves_atoms_and_momentum(nve_reference):
-    from legato_jax.parallel.md import run_nve_decomposed
-
-    pot, params, atoms, species, m, R0, p0, trajectory = nve_reference
-    with jax.enable_x64(True):
-        run = run_nve_decomposed(pot, params, R0, p0, m, species, atoms.cell.array, (2, 2, 2), 200, 1.0,
-                                 skin=SKIN, chunk_steps=100)
+def test_a_decomposed_run_follows_the_single_domain_and_conserves_atoms_and_momentum(md_reference):
+    pot, params, atoms, cfg, ref, _ = md_reference
+    run = run_md_decomposed(pot, params, atoms, cfg, (2, 2, 2))
     box = np.diag(atoms.cell.array)
-    R_ref, p_ref = trajectory[200]
-    assert run.rebuilds > 5  # atoms migrated between domains many times
-    assert _close_positions(run.positions, R_ref, box) < 1e-9
-    np.testing.assert_allclose(run.momenta, p_ref, atol=1e-9)
-    np.testing.assert_allclose(run.momenta.sum(0), p0.sum(0), atol=1e-9)
-    assert abs(run.total_energy[-1] - run.total_energy[0]) / len(atoms) < 2e-5  # eV/atom over 0.2 ps
-
-
-def test_an_overflowing_domain_grows_its_capacities_and_reruns_the_chunk(nve_reference):
-    from legato_jax.parallel.domains import DomainGrid
-    from legato_jax.parallel.md import estimate_capacities, run_nve_decomposed
-
-    pot, params, atoms, species, m, R0, p0, trajectory = nve_reference
-    grid = DomainGrid.for_cell((2, 1, 1), atoms.cell.array, pot.config.r_max + SKIN)
-    tight = estimate_capacities(grid, len(atoms), pot.config.r_max).grown(0.6)  # too small for the ghosts and edges
+    assert run.summary["nl_rebuilds"] > 5  # atoms migrated between domains many times
+    assert _close_positions(run.atoms.positions, ref.atoms.positions, box) < 1e-9
+    np.testing.assert_allclose(run.atoms.get_momenta(), ref.atoms.get_momenta(), atol=1e-9)
     with jax.enable_x64(True):
-        run = run_nve_decomposed(pot, params, R0, p0, m, species, atoms.cell.array, (2, 1, 1), 100, 1.0,
-                                 skin=SKIN, chunk_steps=100, capacities=tight)
-    assert run.capacity_growths > 0
-    assert _close_positions(run.positions, trajectory[100][0], np.diag(atoms.cell.array)) < 1e-9
+        p0 = np.asarray(initial_conditions(atoms, cfg, jnp.float64)[1])
+    np.testing.assert_allclose(run.atoms.get_momenta().sum(0), p0.sum(0), atol=1e-9)
+    assert len(run.atoms) == len(atoms)
+    for column in ("temperature_K", "potential_eV", "conserved_eV", "pressure_eV_A3"):
+        np.testing.assert_allclose(run.thermo.column(column), ref.thermo.column(column), rtol=1e-9, atol=1e-12)
+
+
+def test_an_overflowing_domain_grows_its_capacities_and_reruns_the_chunk(md_reference):
+    pot, params, atoms, cfg, ref, seen = md_reference
+    grid = DomainGrid.for_cell((2, 1, 1), atoms.cell.array, pot.config.r_max + SKIN)
+    tight = estimate_capacities(grid, len(atoms), pot.config.r_max).grown(0.6)  # too small for ghosts and edges
+    first = dataclasses.replace(cfg, stages=STAGES[:1])
+    run = run_md_decomposed(pot, params, atoms, first, (2, 1, 1), capacities=tight)
+    assert run.summary["nl_reallocations"] > 0
+    assert _close_positions(run.atoms.positions, seen[0][0], np.diag(atoms.cell.array)) < 1e-9
+
+
+def test_langevin_is_refused_on_domains(md_reference):
+    pot, params, atoms, cfg, *_ = md_reference
+    with pytest.raises(ConfigError, match="nve and nose-hoover stages"):
+        run_md_decomposed(pot, params, atoms, dataclasses.replace(cfg, stages=(Stage("langevin", 10, 1.0),)),
+                          (2, 1, 1))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -34,6 +36,12 @@ def register(sub) -> None:
     p.add_argument("--chunk", type=int, default=1000, help="steps per compiled chunk")
     p.add_argument("--out", help="trajectory extxyz (positions, momenta, energy, forces)")
     p.add_argument("--log", help="thermo CSV")
+    p.add_argument("--domains", type=int, nargs=3, metavar=("PX", "PY", "PZ"),
+                   help="split the box into PX x PY x PZ domains: one per device of this process, or one per "
+                        "rank when launched with mpirun -n PX*PY*PZ (nve and nose-hoover stages)")
+    p.add_argument("--rank-timeout", type=float, default=900.0,
+                   help="under mpirun: seconds without a finished chunk before every rank is aborted "
+                        "(a rank died or hangs); 0 turns the watchdog off")
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of text")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=main)
@@ -81,14 +89,59 @@ def model_name(path: str) -> str:
     return p.parent.name if p.name == "best.npz" else (p.name if p.is_dir() else p.stem)
 
 
+def mpi_world_size() -> int:
+    """Ranks of the job this process was started in by mpirun (1 when not under MPI)."""
+    for key in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS"):
+        if os.environ.get(key, "").isdigit():
+            return int(os.environ[key])
+    return 1
+
+
 def main(args) -> int:
+    cfg = build_config(args)
+    if args.domains and mpi_world_size() > 1:
+        return _main_mpi(args, cfg)
+    if args.domains and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        # on CPU, one host device per domain (takes effect if no JAX backend has started yet)
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                   f" --xla_force_host_platform_device_count={math.prod(args.domains)}").strip()
     from legato_jax.md.run import format_summary, run_md
+    from legato_jax.parallel.run import run_md_decomposed
     from legato_jax.train.evaluate import resolve_model
 
-    cfg = build_config(args)
     atoms, where = build_structure(args)
     potential, params, _ = resolve_model(args.model)
-    result = run_md(potential, params, atoms, cfg, thermo_path=args.log, traj_path=args.out,
-                    progress=not args.no_progress and sys.stderr.isatty(), name=model_name(args.model), where=where)
+    common = dict(thermo_path=args.log, traj_path=args.out, progress=not args.no_progress and sys.stderr.isatty(),
+                  name=model_name(args.model), where=where)
+    if args.domains:
+        result = run_md_decomposed(potential, params, atoms, cfg, tuple(args.domains), **common)
+    else:
+        result = run_md(potential, params, atoms, cfg, **common)
     print(json.dumps(result.summary, indent=1) if args.json else format_summary(result.summary))
+    return 0
+
+
+def _main_mpi(args, cfg) -> int:
+    """One domain per rank. A user error on any rank prints one line and aborts every rank, so
+    that no rank is left waiting in an exchange."""
+    from mpi4py import MPI
+
+    from legato_jax.errors import LegatoError
+    from legato_jax.md.run import format_summary
+    from legato_jax.parallel.run import run_md_decomposed
+    from legato_jax.train.evaluate import resolve_model
+
+    comm = MPI.COMM_WORLD
+    try:
+        atoms, where = build_structure(args)
+        potential, params, _ = resolve_model(args.model)
+        result = run_md_decomposed(potential, params, atoms, cfg, tuple(args.domains), comm=comm,
+                                   rank_timeout_s=args.rank_timeout or None, thermo_path=args.log,
+                                   traj_path=args.out, progress=not args.no_progress and sys.stderr.isatty(),
+                                   name=model_name(args.model), where=where)
+    except (LegatoError, OSError) as exc:
+        print(f"legato md: error: rank {comm.Get_rank()}: {exc}", file=sys.stderr, flush=True)
+        comm.Abort(2)
+    if result is not None:
+        print(json.dumps(result.summary, indent=1) if args.json else format_summary(result.summary), flush=True)
     return 0

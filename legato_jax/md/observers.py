@@ -128,7 +128,9 @@ def format_summary(summary: dict) -> str:
     lines = [f"{summary['model']}: {summary['n_atoms']} atoms, {summary['steps']} steps "
              f"({summary['time_ps']:.3f} ps) in {summary['wall_s']:.1f} s, "
              f"{summary['atom_steps_per_s']:.3g} atom-steps/s; neighbour list: {summary['nl_rebuilds']} rebuilds, "
-             f"{summary['nl_reallocations']} reallocations, cell list {'on' if summary['cell_list'] else 'off'}"]
+             f"{summary['nl_reallocations']} reallocations, " + (
+                 f"{summary['domains']} domains ({summary['backend']})" if "domains" in summary
+                 else f"cell list {'on' if summary['cell_list'] else 'off'}")]
     for k, s in enumerate(summary["stages"]):
         if "temperature_K" not in s:
             continue

@@ -139,16 +139,22 @@ def run_md(potential: Potential, params, atoms: Atoms, cfg: MDConfig, *, thermo_
         return _run(system, potential, atoms, cfg, thermo_path, traj_path, progress, name, on_chunk)
 
 
-def _run(system: MDSystem, potential: Potential, atoms: Atoms, cfg: MDConfig, thermo_path, traj_path,
-         progress: bool, name: str, on_chunk) -> MDResult:
-    dtype = potential.dtype
-    key = jax.random.PRNGKey(cfg.seed)
-    R = system.wrap(jnp.asarray(atoms.positions, dtype))
+def initial_conditions(atoms: Atoms, cfg: MDConfig, dtype) -> tuple[jax.Array, jax.Array]:
+    """Masses (n, 1) and momenta (n, 3): drawn from `cfg.seed` at `cfg.temperature_K`, or the
+    structure's own momenta (rescaled to the run's masses) when the temperature is 0."""
     mass = jnp.asarray(masses(atoms, cfg.hydrogen_mass), dtype)[:, None]
     if cfg.temperature_K == 0 and atoms.has("momenta"):
         momentum = jnp.asarray(atoms.get_momenta(), dtype) * mass / jnp.asarray(atoms.get_masses(), dtype)[:, None]
     else:
-        momentum = initial_momenta(jax.random.fold_in(key, 0), mass, cfg.temperature_K)
+        momentum = initial_momenta(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 0), mass, cfg.temperature_K)
+    return mass, momentum
+
+
+def _run(system: MDSystem, potential: Potential, atoms: Atoms, cfg: MDConfig, thermo_path, traj_path,
+         progress: bool, name: str, on_chunk) -> MDResult:
+    key = jax.random.PRNGKey(cfg.seed)
+    mass, momentum = initial_conditions(atoms, cfg, potential.dtype)
+    R = system.wrap(jnp.asarray(atoms.positions, potential.dtype))
     t_alloc = time.perf_counter()
     nbrs = allocate(system, R)
     alloc_s = time.perf_counter() - t_alloc

@@ -25,6 +25,8 @@ class HaloBackend(Protocol):
 
     def sum(self, x): ...  # over all domains
 
+    def per_domain(self, x): ...  # x as a value of this domain alone (its gradients are not summed)
+
 
 class MeshBackend:
     """Domains are devices of a mesh with axes ('dx', 'dy', 'dz'); call inside jax.shard_map."""
@@ -42,6 +44,10 @@ class MeshBackend:
 
     def sum(self, x):
         return lax.psum(x, AXES)
+
+    def per_domain(self, x):
+        # an unmarked value is replicated, and shard_map's autodiff sums gradients w.r.t. it
+        return lax.pcast(x, AXES, to="varying")
 
 
 def face_capacities(grid: DomainGrid, n_atoms: int, slack: float = 1.5) -> tuple[int, int, int]:
@@ -148,3 +154,6 @@ class MPIBackend:
         from mpi4py import MPI
 
         return mpi4jax.allreduce(x, op=MPI.SUM, comm=self.comm)
+
+    def per_domain(self, x):
+        return x

@@ -1,0 +1,157 @@
+"""One MD stage on one domain, written once for any halo backend: jax-md's velocity Verlet on the
+domain's own atoms, Nose-Hoover chains driven by the all-reduced kinetic energy, migration and
+list rebuilds when some atom anywhere has moved half a skin, and thermo observations every
+`every` steps. A chunk is one compiled program: run inside shard_map (mesh) or jitted per MPI
+rank."""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax_md import simulate, space
+from jax_md.util import f32
+
+from legato_jax.md.integrate import FS, KB, Stage, nose_hoover_invariant
+from legato_jax.model.potential import Potential
+from legato_jax.parallel.domains import DomainGrid
+from legato_jax.parallel.energy import domain_energy_fn
+from legato_jax.parallel.halo import HaloBackend
+from legato_jax.parallel.lists import Capacities, Lists, build_lists, migrate
+
+# jax-md's nvt_nose_hoover defaults, so that one domain and many give the same trajectory
+CHAIN_LENGTH, CHAIN_STEPS, SY_STEPS = 5, 2, 3
+
+
+class Rows(NamedTuple):
+    """A domain's padded atom rows, carried from chunk to chunk. Empty rows: mask False, id -1,
+    zero momentum, mass 1."""
+
+    position: jax.Array  # (C, 3)
+    momentum: jax.Array  # (C, 3)
+    mass: jax.Array  # (C,)
+    species: jax.Array  # (C,)
+    ids: jax.Array  # (C,) global atom index
+    mask: jax.Array  # (C,)
+
+
+class DomainState(NamedTuple):
+    md: simulate.NVEState | simulate.NVTNoseHooverState
+    species: jax.Array
+    ids: jax.Array
+    mask: jax.Array
+    lists: Lists
+
+
+class DomainObservation(NamedTuple):
+    """Global thermo at the end of each block (leading axis: blocks), and optional frames of this
+    domain's rows."""
+
+    potential: jax.Array
+    kinetic: jax.Array
+    conserved: jax.Array
+    stress: jax.Array  # (3, 3) eV/Å^3, ASE sign, potential part
+    rebuilds: jax.Array
+    frames: tuple | None  # (position, momentum, force, ids) per block
+
+
+def thermostat(stage: Stage):
+    """jax-md's Nose-Hoover chain functions for a stage, with nvt_nose_hoover's settings."""
+    dt, tau = f32(stage.dt_fs * FS), f32(stage.tau_fs * FS)
+    return simulate.nose_hoover_chain(dt, CHAIN_LENGTH, CHAIN_STEPS, SY_STEPS, tau)
+
+
+def start_chain(stage: Stage, n_atoms: int, kinetic: float, dtype):
+    """The chain at rest at the start of a Nose-Hoover stage (None for NVE); `kinetic` is global."""
+    if stage.ensemble == "nve":
+        return None
+    return thermostat(stage).initialize(3 * n_atoms, jnp.asarray(kinetic, dtype), KB * stage.temperature_K)
+
+
+def make_domain_chunk(potential: Potential, params, grid: DomainGrid, caps: Capacities, skin: float, stage: Stage,
+                      backend: HaloBackend, n_atoms: int, every: int, blocks: int, frames: bool = False) -> Callable:
+    """chunk(rows, chain, n_active) -> (rows, chain, DomainObservation, overflow): `blocks` blocks of
+    `every` steps of which the first `n_active` run. Lists are built at the chunk's start."""
+    if stage.ensemble not in ("nve", "nose-hoover"):
+        raise ValueError(f"decomposed MD runs nve and nose-hoover stages, not {stage.ensemble}")
+    energy = domain_energy_fn(potential, params, backend)
+    cutoff = potential.config.r_max + skin
+    dt, kT, dof = f32(stage.dt_fs * FS), KB * stage.temperature_K, 3 * n_atoms
+    _, shift = space.free()
+
+    def force(R, lists, mask, **unused):
+        return -jax.grad(energy)(R, lists, mask)
+
+    def local_kinetic(md):
+        return 0.5 * jnp.sum(md.momentum**2 / md.mass)
+
+    if stage.ensemble == "nve":
+        _, apply_md = simulate.nve(force, shift, dt)
+    else:
+        chain_fns = thermostat(stage)
+
+        def apply_md(md, **kw):
+            chain = chain_fns.update_mass(md.chain, kT)
+            p, chain = chain_fns.half_step(md.momentum, chain, kT)
+            md = simulate.velocity_verlet(force, shift, dt, md.set(momentum=p), **kw)
+            chain = chain.set(kinetic_energy=backend.sum(local_kinetic(md)))
+            p, chain = chain_fns.half_step(md.momentum, chain, kT)
+            return md.set(momentum=p, chain=chain)
+
+    def start(rows: Rows, chain) -> DomainState:
+        lists = build_lists(backend, grid, caps, cutoff, rows.position, rows.species, rows.mask)
+        args = (rows.position, rows.momentum, force(rows.position, lists, rows.mask), rows.mass[:, None])
+        md = simulate.NVEState(*args) if chain is None else simulate.NVTNoseHooverState(*args, chain)
+        return DomainState(md, rows.species, rows.ids, rows.mask, lists)
+
+    def rebuild(state: DomainState) -> DomainState:
+        md = state.md
+        moving = {"position": md.position, "momentum": md.momentum, "force": md.force, "mass": md.mass,
+                  "species": state.species, "ids": state.ids}
+        moved, mask, overflow = migrate(backend, grid, caps, moving, state.mask)
+        md = md.set(position=moved["position"], momentum=moved["momentum"], force=moved["force"],
+                    mass=jnp.where(mask[:, None], moved["mass"], 1.0))
+        lists = build_lists(backend, grid, caps, cutoff, moved["position"], moved["species"], mask)
+        lists = lists._replace(overflow=lists.overflow | overflow | state.lists.overflow)
+        return DomainState(md, moved["species"], jnp.where(mask, moved["ids"], -1), mask, lists)
+
+    def step(_, carry):
+        state, rebuilds = carry
+        md = state.md
+        moved = jnp.max(jnp.where(state.mask, jnp.sum((md.position - state.lists.reference) ** 2, -1), 0.0))
+        need = backend.sum((moved > (0.5 * skin) ** 2).astype(jnp.int32)) > 0
+        state = lax.cond(need, rebuild, lambda s: s, state)
+        state = state._replace(md=apply_md(state.md, lists=state.lists, mask=state.mask))
+        return state, rebuilds + need.astype(jnp.int32)
+
+    def observe(state: DomainState, rebuilds) -> DomainObservation:
+        md = state.md
+        zero = backend.per_domain(jnp.zeros((3, 3), md.position.dtype))
+        pe, d_strain = jax.value_and_grad(energy, argnums=3)(md.position, state.lists, state.mask, zero)
+        pe, d_strain, ke = backend.sum(pe), backend.sum(d_strain), backend.sum(local_kinetic(md))
+        stress = 0.5 * (d_strain + d_strain.T) / float(grid.box[0] * grid.box[1] * grid.box[2])
+        conserved = pe + ke if stage.ensemble == "nve" else nose_hoover_invariant(pe, ke, md.chain, kT, dof)
+        shot = (md.position, md.momentum, md.force, state.ids) if frames else None
+        return DomainObservation(pe, ke, conserved, stress, rebuilds, shot)
+
+    def block(state, index, n_active):
+        def run(s):
+            s, rebuilds = lax.fori_loop(0, every, step, (s, jnp.int32(0)))
+            return s, observe(s, rebuilds)
+
+        def skip(s):
+            return s, jax.tree.map(jnp.zeros_like, jax.eval_shape(lambda: observe(s, jnp.int32(0))))
+
+        return lax.cond(index < n_active, run, skip, state)
+
+    def chunk(rows: Rows, chain, n_active):
+        state = start(rows, chain)
+        state, obs = lax.scan(lambda s, i: block(s, i, n_active), state, jnp.arange(blocks))
+        md = state.md
+        out = Rows(md.position, md.momentum, md.mass[:, 0], state.species, state.ids, state.mask)
+        overflow = backend.sum(state.lists.overflow.astype(jnp.int32)) > 0
+        return out, (md.chain if chain is not None else None), obs, overflow
+
+    return chunk
