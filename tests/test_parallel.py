@@ -3,6 +3,7 @@ equal the single-domain values to rounding (float64); a decomposed Nose-Hoover +
 the single-domain trajectory; bad grids are refused clearly."""
 
 import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
@@ -141,3 +142,18 @@ def test_langevin_is_refused_on_domains(md_reference):
     with pytest.raises(ConfigError, match="nve and nose-hoover stages"):
         run_md_decomposed(pot, params, atoms, dataclasses.replace(cfg, stages=(Stage("langevin", 10, 1.0),)),
                           (2, 1, 1))
+
+
+def test_legato_md_with_domains_on_host_devices(capsys):
+    from legato_jax.cli.main import main
+
+    args = ["md", "--model", str(TINY), "--ammonia", "128", "--ensemble", "nose-hoover", "--temperature", "200",
+            "--dt", "1", "--steps", "20", "--no-progress", "--json"]
+    assert main(args + ["--domains", "2", "1", "1"]) == 0
+    decomposed = json.loads(capsys.readouterr().out)
+    assert main(args) == 0
+    single = json.loads(capsys.readouterr().out)
+    assert decomposed["domains"] == "2x1x1" and decomposed["backend"] == "mesh"
+    assert decomposed["stages"][0]["temperature_K"] == pytest.approx(single["stages"][0]["temperature_K"], rel=1e-4)
+    assert main(args + ["--domains", "5", "1", "1"]) == 2
+    assert "use at most 4 domains along that axis" in capsys.readouterr().err

@@ -142,6 +142,7 @@ def _main_mpi(args, cfg) -> int:
     except (LegatoError, OSError) as exc:
         print(f"legato md: error: rank {comm.Get_rank()}: {exc}", file=sys.stderr, flush=True)
         comm.Abort(2)
+        return 2
     if result is not None:
         print(json.dumps(result.summary, indent=1) if args.json else format_summary(result.summary), flush=True)
     return 0

@@ -71,9 +71,11 @@ def start_chain(stage: Stage, n_atoms: int, kinetic: float, dtype):
 
 
 def make_domain_chunk(potential: Potential, params, grid: DomainGrid, caps: Capacities, skin: float, stage: Stage,
-                      backend: HaloBackend, n_atoms: int, every: int, blocks: int, frames: bool = False) -> Callable:
+                      backend: HaloBackend, n_atoms: int, every: int, blocks: int, frames: bool = False,
+                      heartbeat: Callable[[], None] | None = None) -> Callable:
     """chunk(rows, chain, n_active) -> (rows, chain, DomainObservation, overflow): `blocks` blocks of
-    `every` steps of which the first `n_active` run. Lists are built at the chunk's start."""
+    `every` steps of which the first `n_active` run. Lists are built at the chunk's start;
+    `heartbeat` is called on the host after every block (a watchdog's sign of progress)."""
     if stage.ensemble not in ("nve", "nose-hoover"):
         raise ValueError(f"decomposed MD runs nve and nose-hoover stages, not {stage.ensemble}")
     energy = domain_energy_fn(potential, params, backend)
@@ -139,7 +141,10 @@ def make_domain_chunk(potential: Potential, params, grid: DomainGrid, caps: Capa
     def block(state, index, n_active):
         def run(s):
             s, rebuilds = lax.fori_loop(0, every, step, (s, jnp.int32(0)))
-            return s, observe(s, rebuilds)
+            obs = observe(s, rebuilds)
+            if heartbeat is not None:
+                jax.debug.callback(lambda _: heartbeat(), obs.potential)
+            return s, obs
 
         def skip(s):
             return s, jax.tree.map(jnp.zeros_like, jax.eval_shape(lambda: observe(s, jnp.int32(0))))

@@ -68,14 +68,14 @@ class MeshLayout:
     def total(self, x) -> float:
         return float(np.sum(np.asarray(x)))
 
-    def check(self) -> None:
-        pass
+    heartbeat = None
 
 
 class MPILayout:
     """One domain per MPI rank (row-major over the grid); rows are this rank's (C, ...) arrays.
-    A watchdog aborts the whole job when a chunk takes longer than `timeout_s`, which is what a
-    rank that died or hangs inside a blocking exchange looks like from the others."""
+    A watchdog aborts the whole job when no block of steps has finished for `timeout_s` seconds,
+    which is what a rank that died or hangs inside a blocking exchange looks like from the others
+    (MPI's blocking calls have no timeout of their own)."""
 
     name = "mpi"
 
@@ -115,9 +115,9 @@ class MPILayout:
 
         return float(self.comm.allreduce(float(np.sum(np.asarray(x))), op=MPI.SUM))
 
-    def check(self) -> None:
-        if self.watchdog is not None:
-            self.watchdog.pet()
+    @property
+    def heartbeat(self):
+        return None if self.watchdog is None else self.watchdog.pet
 
 
 class Watchdog:
@@ -128,7 +128,7 @@ class Watchdog:
         self.last = time.monotonic()
         threading.Thread(target=self._watch, daemon=True).start()
 
-    def pet(self) -> None:
+    def pet(self, *unused) -> None:
         self.last = time.monotonic()
 
     def _watch(self) -> None:
@@ -201,10 +201,12 @@ def _run(potential, params, atoms, species, cfg: MDConfig, grid: DomainGrid, lay
                 while True:
                     if compiled is None:
                         chunk = make_domain_chunk(potential, params, grid, caps, cfg.skin, stage, layout.backend, n,
-                                                  cfg.every, blocks, frames=traj_path is not None)
+                                                  cfg.every, blocks, frames=traj_path is not None,
+                                                  heartbeat=layout.heartbeat)
                         compiled, compiles = layout.compile(chunk), compiles + 1
+                    if layout.heartbeat is not None:
+                        layout.heartbeat()
                     new_rows, new_chain, obs, frames, overflow = compiled(rows, chain, jnp.int32(n_active))
-                    layout.check()
                     if not bool(overflow):
                         break
                     caps, growths, compiled = caps.grown(), growths + 1, None
