@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from legato_jax.bench import inference, md, train
+from legato_jax.bench import inference, md, scaling, train
 
 
 def register(sub) -> None:
@@ -17,3 +17,6 @@ def register(sub) -> None:
     m = bsub.add_parser("md", help="MD step time against the bare force call; ASE VelocityVerlet as the peer")
     md.add_arguments(m)
     m.set_defaults(func=md.main)
+    s = bsub.add_parser("scaling", help="weak scaling of decomposed MD over P domains (devices or MPI ranks)")
+    scaling.add_arguments(s)
+    s.set_defaults(func=scaling.main)

@@ -58,6 +58,13 @@ class MeshLayout:
         return jax.jit(jax.shard_map(body, mesh=self.mesh, in_specs=(spec, P(), P()),
                                      out_specs=(spec, P(), P(), spec, P())))
 
+    def spmd(self, fn: Callable) -> Callable:
+        """jit of fn(per-domain args) -> per-domain outputs, one domain per device."""
+        def body(*args):
+            return jax.tree.map(lambda x: x[None], fn(*jax.tree.map(lambda x: x[0], args)))
+
+        return jax.jit(jax.shard_map(body, mesh=self.mesh, in_specs=P(AXES), out_specs=P(AXES)))
+
     def pad(self, rows: Rows, capacity: int) -> Rows:
         return self.local(_pad(jax.device_get(rows), capacity, axis=1))
 
@@ -80,7 +87,7 @@ class MPILayout:
     name = "mpi"
 
     def __init__(self, grid: DomainGrid, comm, timeout_s: float | None = None):
-        self.backend = MPIBackend(grid.shape, comm)
+        self.backend = MPIBackend(grid.shape, comm.Clone())  # mpi4jax's own: host-side calls use `comm`
         self.comm = comm
         self.rank = comm.Get_rank()
         self.root = self.rank == 0
@@ -99,6 +106,9 @@ class MPILayout:
             return rows, chain, obs._replace(frames=None), obs.frames, overflow
 
         return jax.jit(body)
+
+    def spmd(self, fn: Callable) -> Callable:
+        return jax.jit(fn)
 
     def pad(self, rows: Rows, capacity: int) -> Rows:
         return jax.tree.map(lambda x: jax.device_put(x, self.device), _pad(jax.device_get(rows), capacity, axis=0))
