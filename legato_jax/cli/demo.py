@@ -4,6 +4,7 @@ comparison of the two under the stressed protocol."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -69,8 +70,10 @@ def run(args) -> int:
         tmap = TypeMap(potential.config.species)
         graphs = [frame_graph(f, tmap, potential.config.r_max) for f in test_frames]
         preds = predict_frames(potential, params, graphs)
-        print(format_metrics(error_metrics(graphs, preds, tmap), f"{path} on the test split"))
+        metrics = error_metrics(graphs, preds, tmap)
+        print(format_metrics(metrics, f"{path} on the test split"))
         name = Path(path).parent.name or Path(path).stem
+        (Path(args.out) / f"metrics_{name}.json").write_text(json.dumps(metrics, indent=1))
         parity_plot(graphs, preds, Path(args.out) / f"parity_{name}.png", f"{name}: test split")
     run_md_demo(args)
     if args.ttf_sizes:
@@ -107,8 +110,6 @@ def run_md_demo(args) -> None:
 def run_ttf_demo(args) -> None:
     """Replicas of each shipped model at a few sizes until they fail: the table, the beta fits,
     a comparison line and demo/ttf.png."""
-    import json
-
     from legato_jax.experiments.plots import plot_ttf
     from legato_jax.experiments.ttf import TTFConfig, compare_models, format_table, run_ttf
     from legato_jax.md.run import load_preset
