@@ -7,7 +7,7 @@ import pytest
 
 from legato_jax.data.batching import BatchLoader, bucket
 from legato_jax.data.graph import TypeMap, collate, edge_vectors, frame_graph
-from legato_jax.data.io import frame_from_atoms, read_frames
+from legato_jax.data.io import frame_from_atoms
 from tests.conftest import labelled, random_cell_atoms
 
 CUTOFF = 4.0

@@ -3,7 +3,6 @@
 import jax
 import numpy as np
 import pytest
-from ase import Atoms
 from ase.build import molecule
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress

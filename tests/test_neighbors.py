@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from ase import Atoms
 from ase.build import molecule
 from ase.neighborlist import neighbor_list as ase_neighbor_list
 

@@ -3,7 +3,6 @@
 import csv
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -16,7 +15,7 @@ from legato_jax.errors import ConfigError, DataError
 from legato_jax.train.checkpoint import load_checkpoint
 from legato_jax.train.config import TrainConfig, load_train_config
 from legato_jax.train.trainer import Trainer, TrainingDiverged, resume
-from tests.conftest import labelled, random_cell_atoms
+from tests.conftest import labelled
 
 TINY = dict(r_max=3.5, num_layers=2, l_max=1, num_channels=4, two_body_mlp=[8, 16], latent_mlp=[16],
             edge_energy_mlp=[8], num_bessel=4, polynomial_p=6)

@@ -146,15 +146,24 @@ def measure(potential, params, n_per_domain: int, shape, comm=None, steps: int =
     return row
 
 
-def modelled_efficiency(compute_s: float, halo_bytes: float, P: int, latency_s: float, bandwidth_Bps: float,
-                        messages: int = 12, allreduces: int = 2) -> float:
-    """Weak-scaling efficiency t(1) / t(P) at large P: per step a domain computes for `compute_s`,
+def modelled_efficiency(compute_s: float, nl_s: float, rebuilds: float, n_per_domain: int, halo_bytes: float,
+                        P: int, latency_s: float, bandwidth_Bps: float, messages: int = 12,
+                        allreduces: int = 2) -> float:
+    """Weak-scaling efficiency t(1) / t(P) at large P. Per step a domain computes for `compute_s`
+    (model and integration), rebuilds its lists (`nl_s` each) `rebuilds` times per step at P = 1,
     sends `messages` halo messages (six stages, positions out and forces back) carrying
-    `halo_bytes` in all, and waits on `allreduces` all-reduces of a scalar (the rebuild check and
-    the thermostat's kinetic energy), each log2(P) latency-bound rounds. A single domain still
-    exchanges with its own periodic images, but in memory, so t(1) = compute_s."""
-    comm = messages * latency_s + halo_bytes / bandwidth_Bps + allreduces * np.log2(max(P, 1)) * latency_s
-    return compute_s / (compute_s + (comm if P > 1 else 0.0))
+    `halo_bytes`, and waits on `allreduces` scalar all-reduces (the skin check and the thermostat's
+    kinetic energy) of log2(P) latency-bound rounds each. Every domain rebuilds when any atom of
+    the whole system has moved half a skin, and the largest displacement among N atoms grows like
+    sqrt(ln N), so the rebuild rate grows by sqrt(ln(N P) / ln N). A single domain exchanges with
+    its own images in memory: no network term at P = 1."""
+    N = float(n_per_domain)
+    t1 = compute_s + rebuilds * nl_s
+    if P <= 1:
+        return 1.0
+    comm = messages * latency_s + halo_bytes / bandwidth_Bps + allreduces * np.log2(P) * latency_s
+    rate = rebuilds * np.sqrt(np.log(N * P) / np.log(N))
+    return t1 / (compute_s + rate * nl_s + comm)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -234,19 +243,22 @@ def format_report(r: dict) -> str:
     return "\n".join(lines + [format_row(w) for w in r["rows"]])
 
 
-def format_model(r: dict, compute_s: float | None, latency_us: float, bandwidth_GBs: float,
-                 Ps=(8, 64, 512, 1920)) -> str:
-    """The efficiency model at large P from the largest measured P's halo bytes (scaled to float32)
-    and a per-step compute time (measured here, or given, e.g. one GPU's)."""
+def format_model(r: dict, latency_us: float, bandwidth_GBs: float, Ps=(8, 64, 512, 1920)) -> str:
+    """The efficiency model at large P from the largest measured P's per-step parts, with the halo
+    bytes scaled to float32."""
     w = r["rows"][-1]
-    compute = compute_s if compute_s else w["step_s"] - w["halo_per_step_s"]
+    nl_s, rebuilds = w["nl_s"], w["rebuilds_per_step"]
+    compute = w["step_s"] - w["halo_per_step_s"] - rebuilds * nl_s
     halo = w["halo_bytes_per_step"] * 4 / w.get("itemsize", 4)
-    cells = " | ".join(f"{modelled_efficiency(compute, halo, P, latency_us * 1e-6, bandwidth_GBs * 1e9):.3f}"
-                       for P in Ps)
-    return (f"Modelled efficiency at {w['atoms_per_domain']} atoms/domain: compute {compute * 1e3:.2f} ms/step "
-            f"({'given' if compute_s else 'measured above, less halo'}), halo {halo / 1e3:.0f} kB/step in 12 "
-            f"messages (float32), latency {latency_us} us, bandwidth {bandwidth_GBs} GB/s\n"
-            f"| P | {' | '.join(map(str, Ps))} |\n|---|{'---|' * len(Ps)}\n| efficiency | {cells} |")
+    rows = []
+    for label, rb in ((f"measured rebuilds ({rebuilds:.2f}/step)", rebuilds), ("communication only (no rebuild cost)", 0.0)):
+        cells = " | ".join(f"{modelled_efficiency(compute, nl_s, rb, w['atoms_per_domain'], halo, P, latency_us * 1e-6, bandwidth_GBs * 1e9):.3f}"
+                           for P in Ps)
+        rows.append(f"| {label} | {cells} |")
+    return (f"Modelled efficiency at {w['atoms_per_domain']} atoms/domain: compute {compute * 1e3:.2f} ms/step, "
+            f"list rebuild {nl_s * 1e3:.1f} ms, halo {halo / 1e3:.0f} kB/step in 12 messages (float32), "
+            f"latency {latency_us} us, bandwidth {bandwidth_GBs} GB/s\n"
+            f"| P | {' | '.join(map(str, Ps))} |\n|---|{'---|' * len(Ps)}\n" + "\n".join(rows))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -260,10 +272,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skin", type=float, default=0.5)
     p.add_argument("--profile", help="write jax.profiler traces here, one per P (and rank)")
     p.add_argument("--json", help="write the results here")
-    p.add_argument("--model-compute-ms", type=float,
-                   help="per-step compute for the efficiency model (default: the largest P measured here)")
-    p.add_argument("--model-latency-us", type=float, default=2.0, help="network latency for the model")
-    p.add_argument("--model-bandwidth-gbs", type=float, default=12.5, help="network bandwidth per domain")
+    p.add_argument("--model-latency-us", type=float, default=2.0, help="network latency for the efficiency model")
+    p.add_argument("--model-bandwidth-gbs", type=float, default=12.5,
+                   help="network bandwidth per domain for the efficiency model (GB/s)")
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)
 
 
@@ -275,8 +286,7 @@ def main(args: argparse.Namespace) -> int:
                                    f" --xla_force_host_platform_device_count={max(args.domains)}").strip()
     r = run(args)
     print(format_report(r))
-    print(format_model(r, args.model_compute_ms and args.model_compute_ms / 1e3, args.model_latency_us,
-                       args.model_bandwidth_gbs))
+    print(format_model(r, args.model_latency_us, args.model_bandwidth_gbs))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(r, fh, indent=2)

@@ -95,7 +95,7 @@ def _generate(args) -> int:
                 f"{'ok' if r.thermostat_ok else 'OFF TARGET'}"
             )
     done = all(r.frames >= cfg.frames_per_temperature for r in reports)
-    print(f"wrote {cfg.output}" if done else f"stopped early; rerun the same command to continue", file=sys.stderr)
+    print(f"wrote {cfg.output}" if done else "stopped early; rerun the same command to continue", file=sys.stderr)
     return 0
 
 

@@ -212,8 +212,6 @@ def read_frames(
     file_format: str | None = None,
 ) -> list[Frame]:
     """Read and validate every frame of `path` (extxyz or any format ASE reads)."""
-    from ase.io import read
-
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")

@@ -8,7 +8,6 @@ from typing import Sequence
 
 import jax
 import numpy as np
-from ase.data import chemical_symbols
 
 from legato_jax.data.batching import BatchLoader
 from legato_jax.data.graph import FrameGraph
