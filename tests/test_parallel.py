@@ -144,16 +144,22 @@ def test_langevin_is_refused_on_domains(md_reference):
                           (2, 1, 1))
 
 
-def test_legato_md_with_domains_on_host_devices(capsys):
+def test_legato_md_with_domains_on_host_devices(capsys, tmp_path):
     from legato_jax.cli.main import main
 
     args = ["md", "--model", str(TINY), "--ammonia", "128", "--ensemble", "nose-hoover", "--temperature", "200",
             "--dt", "1", "--steps", "20", "--no-progress", "--json"]
-    assert main(args + ["--domains", "2", "1", "1"]) == 0
+    assert main(args + ["--domains", "2", "1", "1", "--out", str(tmp_path / "domains.extxyz")]) == 0
     decomposed = json.loads(capsys.readouterr().out)
-    assert main(args) == 0
+    assert main(args + ["--out", str(tmp_path / "single.extxyz")]) == 0
     single = json.loads(capsys.readouterr().out)
     assert decomposed["domains"] == "2x1x1" and decomposed["backend"] == "mesh"
     assert decomposed["stages"][0]["temperature_K"] == pytest.approx(single["stages"][0]["temperature_K"], rel=1e-4)
+    frames = read(tmp_path / "domains.extxyz", ":")
+    reference = read(tmp_path / "single.extxyz", ":")
+    assert [f.info["step"] for f in frames] == [10, 20] and len(frames[0]) == 512
+    for a, b in zip(frames, reference):  # frames in the global atom order, float32 model
+        assert _close_positions(a.positions, b.positions, np.diag(a.cell.array)) < 1e-3
+        np.testing.assert_allclose(a.get_forces(), b.get_forces(), atol=1e-3)
     assert main(args + ["--domains", "5", "1", "1"]) == 2
     assert "use at most 4 domains along that axis" in capsys.readouterr().err

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import subprocess
 import sys
-import threading
 import time
 from typing import Callable
 
@@ -77,22 +78,27 @@ class MeshLayout:
 
     heartbeat = None
 
+    def close(self) -> None:
+        pass
+
 
 class MPILayout:
     """One domain per MPI rank (row-major over the grid); rows are this rank's (C, ...) arrays.
-    A watchdog aborts the whole job when no block of steps has finished for `timeout_s` seconds,
+    A watchdog ends the whole job when no block of steps has finished for `timeout_s` seconds,
     which is what a rank that died or hangs inside a blocking exchange looks like from the others
     (MPI's blocking calls have no timeout of their own)."""
 
     name = "mpi"
 
     def __init__(self, grid: DomainGrid, comm, timeout_s: float | None = None):
-        self.backend = MPIBackend(grid.shape, comm.Clone())  # mpi4jax's own: host-side calls use `comm`
+        from mpi4py import MPI
+
         self.comm = comm
         self.rank = comm.Get_rank()
         self.root = self.rank == 0
-        self.watchdog = Watchdog(comm, timeout_s) if timeout_s else None
-        from mpi4py import MPI
+        MPIBackend(grid.shape, comm)  # refuses a grid that does not match the ranks, before any collective
+        self.watchdog = Watchdog(self.rank, timeout_s) if timeout_s else None  # from here on, a hang ends the job
+        self.backend = MPIBackend(grid.shape, comm.Clone())  # mpi4jax's own: host-side calls use `comm`
 
         devices = jax.local_devices()  # ranks on one node share its devices round-robin
         self.device = devices[comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank() % len(devices)]
@@ -129,26 +135,45 @@ class MPILayout:
     def heartbeat(self):
         return None if self.watchdog is None else self.watchdog.pet
 
+    def close(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.close()
+
+
+WATCHER = """
+import os, select, signal, sys
+pid, timeout, rank = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+while True:
+    if not select.select([0], [], [], timeout)[0]:
+        print(f"legato md: error: rank {rank} saw no progress for {timeout:.0f} s (another rank died or hangs "
+              f"in an exchange); ending it so that mpirun stops every rank (raise --rank-timeout if blocks "
+              f"are just slow)", file=sys.stderr, flush=True)
+        os.kill(pid, signal.SIGKILL)
+        break
+    if not os.read(0, 65536):
+        break
+"""
+
 
 class Watchdog:
-    """Calls MPI Abort (ending every rank) when `pet` has not been called for `timeout_s` seconds."""
+    """A small separate process that kills this rank when no heartbeat has come for `timeout_s`
+    seconds; mpirun then ends every rank. A process, not a thread: a rank blocked inside an MPI
+    call can hold the interpreter lock, and a thread would never wake."""
 
-    def __init__(self, comm, timeout_s: float):
-        self.comm, self.timeout_s = comm, float(timeout_s)
-        self.last = time.monotonic()
-        threading.Thread(target=self._watch, daemon=True).start()
+    def __init__(self, rank: int, timeout_s: float):
+        self.proc = subprocess.Popen([sys.executable, "-c", WATCHER, str(os.getpid()), str(float(timeout_s)),
+                                      str(rank)], stdin=subprocess.PIPE)
 
     def pet(self, *unused) -> None:
-        self.last = time.monotonic()
+        try:
+            self.proc.stdin.write(b".")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            pass
 
-    def _watch(self) -> None:
-        while True:
-            time.sleep(min(1.0, self.timeout_s / 4))
-            if time.monotonic() - self.last > self.timeout_s:
-                print(f"legato md: error: rank {self.comm.Get_rank()} saw no progress for {self.timeout_s:.0f} s "
-                      f"(another rank died or hangs in an exchange); aborting all ranks (raise --rank-timeout if "
-                      f"chunks are just slow)", file=sys.stderr, flush=True)
-                self.comm.Abort(3)
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
 
 
 def _pad(rows: Rows, capacity: int, axis: int) -> Rows:
@@ -243,6 +268,7 @@ def _run(potential, params, atoms, species, cfg: MDConfig, grid: DomainGrid, lay
     finally:
         bar.close()
         thermo.close()
+        layout.close()
     wall = time.perf_counter() - start
     host = jax.device_get(rows)
     positions = layout.collect(host.ids, host.position, n)
