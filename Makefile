@@ -15,10 +15,10 @@ demo: install
 	$(BIN)/legato demo
 
 test: install-all
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 test-fast: install-all
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"
 
 install: $(VENV)/.core-installed
 install-all: $(VENV)/.all-installed
