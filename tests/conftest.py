@@ -12,6 +12,12 @@ from ase.calculators.lj import LennardJones
 from ase.calculators.singlepoint import SinglePointCalculator
 
 
+def pytest_collection_modifyitems(items):
+    """Slow tests (the main job, the notebooks) first, so that with two workers (`make test`) the
+    longest ones start at once instead of running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def labelled(atoms: Atoms, stress: bool = True, sigma: float = 2.0) -> Atoms:
     """Attach real Lennard-Jones labels (energy, forces, stress) as a single-point calculator."""
     atoms = atoms.copy()
