@@ -31,6 +31,7 @@ def scan(argv, monkeypatch):
     return exc.value.code
 
 
+@pytest.mark.slow
 def test_rho_scan_end_to_end_on_tiny_settings(train_yaml, tmp_path, monkeypatch, capsys):
     out = tmp_path / "scan"
     argv = ["--config", train_yaml, "--rhos", "0", "0.01", "--out", out, "--sharpness-frames", "4",
