@@ -15,7 +15,7 @@ def test_weak_scaling_table_over_host_devices(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "| 2 (2x1x1) | 216 |" in table and "efficiency" in table
     rows = json.loads(out.read_text())["rows"]
-    assert [r["P"] for r in rows] == [1, 2] and rows[0]["efficiency"] == pytest.approx(1.0)
+    assert [r["P"] for r in rows] == [1, 2]
     for r in rows:
         assert r["step_s"] > 0 and r["force_s"] > 0 and r["nl_s"] > 0 and r["halo_s"] > 0
         assert r["ghost_fraction"] > 0 and r["halo_bytes_per_step"] > 0
