@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -23,16 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from legato_jax.bench.inference import _median_time as median_time
+
 GRIDS = {1: (1, 1, 1), 2: (2, 1, 1), 4: (2, 2, 1), 8: (2, 2, 2), 16: (4, 2, 2), 27: (3, 3, 3), 64: (4, 4, 4)}
 
 
 def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_time(lambda: jax.block_until_ready(fn()), repeats)
 
 
 def measure(potential, params, n_per_domain: int, shape, comm=None, steps: int = 20, repeats: int = 3,
@@ -44,12 +40,12 @@ def measure(potential, params, n_per_domain: int, shape, comm=None, steps: int =
     from legato_jax.data.graph import TypeMap
     from legato_jax.md.integrate import FS, Stage
     from legato_jax.md.systems import initial_momenta, masses
-    from legato_jax.parallel.domains import DomainGrid, decompose
+    from legato_jax.parallel.domains import DomainGrid
     from legato_jax.parallel.energy import domain_energy_fn
     from legato_jax.parallel.halo import forward
     from legato_jax.parallel.integrate import Rows, make_domain_chunk
     from legato_jax.parallel.lists import build_lists, estimate_capacities, migrate
-    from legato_jax.parallel.run import MeshLayout, MPILayout
+    from legato_jax.parallel.run import MeshLayout, MPILayout, initial_rows
 
     atoms = ammonia_box(n_per_domain).repeat(shape)
     n, dtype = len(atoms), potential.dtype
@@ -60,11 +56,7 @@ def measure(potential, params, n_per_domain: int, shape, comm=None, steps: int =
     m = masses(atoms)
     p = np.asarray(initial_momenta(jax.random.PRNGKey(0), jnp.asarray(m, dtype), 200.0))
     caps = estimate_capacities(grid, n, potential.config.r_max)
-    dec, extra = decompose(grid, np.mod(atoms.positions, grid.box), species, caps.owned,
-                           {"momentum": p, "mass": m, "ids": np.arange(n)})
-    rows = layout.local(Rows(dec.positions.astype(dtype), extra["momentum"].astype(dtype),
-                             np.where(dec.mask, extra["mass"], 1.0).astype(dtype), dec.species.astype(np.int32),
-                             np.where(dec.mask, extra["ids"], -1).astype(np.int32), dec.mask))
+    rows = layout.local(initial_rows(grid, atoms.positions, p, m, species, caps.owned, dtype))
     energy = domain_energy_fn(potential, params, backend)
 
     def lists_of(r: Rows):
@@ -281,9 +273,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.one:
         return _one(args)
-    if args.backend == "mesh" and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                                   f" --xla_force_host_platform_device_count={max(args.domains)}").strip()
+    if args.backend == "mesh":
+        from legato_jax.parallel.energy import request_host_devices
+
+        request_host_devices(max(args.domains))
     r = run(args)
     print(format_report(r))
     print(format_model(r, args.model_latency_us, args.model_bandwidth_gbs))

@@ -40,8 +40,8 @@ def register(sub) -> None:
                    help="split the box into PX x PY x PZ domains: one per device of this process, or one per "
                         "rank when launched with mpirun -n PX*PY*PZ (nve and nose-hoover stages)")
     p.add_argument("--rank-timeout", type=float, default=900.0,
-                   help="under mpirun: seconds without a finished chunk before every rank is aborted "
-                        "(a rank died or hangs); 0 turns the watchdog off")
+                   help="under mpirun: seconds without a finished block of --log-every steps before a rank "
+                        "is ended, and with it the job (another rank died or hangs); 0 turns the watchdog off")
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of text")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=main)
@@ -91,7 +91,7 @@ def model_name(path: str) -> str:
 
 def mpi_world_size() -> int:
     """Ranks of the job this process was started in by mpirun (1 when not under MPI)."""
-    for key in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS"):
+    for key in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):  # MPICH (hydra, srun with PMI), Open MPI
         if os.environ.get(key, "").isdigit():
             return int(os.environ[key])
     return 1
@@ -99,12 +99,20 @@ def mpi_world_size() -> int:
 
 def main(args) -> int:
     cfg = build_config(args)
+    if args.domains and min(args.domains) < 1:
+        raise ConfigError(f"--domains needs three integers >= 1, got {args.domains}")
     if args.domains and mpi_world_size() > 1:
         return _main_mpi(args, cfg)
-    if args.domains and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-        # on CPU, one host device per domain (takes effect if no JAX backend has started yet)
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                                   f" --xla_force_host_platform_device_count={math.prod(args.domains)}").strip()
+    if args.domains:
+        from legato_jax.parallel.energy import request_host_devices
+
+        request_host_devices(math.prod(args.domains))
+    return _run(args, cfg)
+
+
+def _run(args, cfg, comm=None) -> int:
+    """One run on one domain, on `--domains` over this process's devices, or one domain per rank
+    of `comm`; the summary is printed once (by rank 0)."""
     from legato_jax.md.run import format_summary, run_md
     from legato_jax.parallel.run import run_md_decomposed
     from legato_jax.train.evaluate import resolve_model
@@ -113,11 +121,15 @@ def main(args) -> int:
     potential, params, _ = resolve_model(args.model)
     common = dict(thermo_path=args.log, traj_path=args.out, progress=not args.no_progress and sys.stderr.isatty(),
                   name=model_name(args.model), where=where)
-    if args.domains:
+    if comm is not None:
+        result = run_md_decomposed(potential, params, atoms, cfg, tuple(args.domains), comm=comm,
+                                   rank_timeout_s=args.rank_timeout or None, **common)
+    elif args.domains:
         result = run_md_decomposed(potential, params, atoms, cfg, tuple(args.domains), **common)
     else:
         result = run_md(potential, params, atoms, cfg, **common)
-    print(json.dumps(result.summary, indent=1) if args.json else format_summary(result.summary))
+    if result is not None:
+        print(json.dumps(result.summary, indent=1) if args.json else format_summary(result.summary), flush=True)
     return 0
 
 
@@ -127,22 +139,11 @@ def _main_mpi(args, cfg) -> int:
     from mpi4py import MPI
 
     from legato_jax.errors import LegatoError
-    from legato_jax.md.run import format_summary
-    from legato_jax.parallel.run import run_md_decomposed
-    from legato_jax.train.evaluate import resolve_model
 
     comm = MPI.COMM_WORLD
     try:
-        atoms, where = build_structure(args)
-        potential, params, _ = resolve_model(args.model)
-        result = run_md_decomposed(potential, params, atoms, cfg, tuple(args.domains), comm=comm,
-                                   rank_timeout_s=args.rank_timeout or None, thermo_path=args.log,
-                                   traj_path=args.out, progress=not args.no_progress and sys.stderr.isatty(),
-                                   name=model_name(args.model), where=where)
+        return _run(args, cfg, comm)
     except (LegatoError, OSError) as exc:
         print(f"legato md: error: rank {comm.Get_rank()}: {exc}", file=sys.stderr, flush=True)
         comm.Abort(2)
         return 2
-    if result is not None:
-        print(json.dumps(result.summary, indent=1) if args.json else format_summary(result.summary), flush=True)
-    return 0

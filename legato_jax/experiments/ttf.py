@@ -20,7 +20,7 @@ from legato_jax.experiments.replicas import ReplicaResult, run_replicas
 from legato_jax.experiments.scaling import fit_beta
 from legato_jax.md.energy import model_energy
 from legato_jax.md.integrate import Stage
-from legato_jax.md.run import _precision
+from legato_jax.md.run import with_precision
 from legato_jax.md.systems import AMMONIA_CELL_MOLECULES, ammonia_box
 from legato_jax.model.potential import Potential
 
@@ -106,7 +106,7 @@ def run_size(potential: Potential, params, n_atoms: int, cfg: TTFConfig, on_chun
     species = TypeMap(tuple(potential.config.species)).indices(atoms.numbers, f"--sizes {n_atoms}")
     double = (cfg.precision or potential.config.dtype) == "float64"
     with jax.enable_x64(True) if double else contextlib.nullcontext():
-        potential, params = _precision(potential, params, cfg.precision)
+        potential, params = with_precision(potential, params, cfg.precision)
         system = model_energy(potential, params, species, atoms.cell.array,
                               where=f"--sizes {n_atoms} ({len(atoms)} atoms, cell {atoms.cell.lengths().round(2).tolist()} Å)")
         return run_replicas(system, atoms, cfg.stages, cfg.replicas, seed=cfg.seed, temperature_K=cfg.temperature_K,

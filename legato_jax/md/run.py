@@ -117,7 +117,8 @@ class MDResult:
     state: Any = field(repr=False, default=None)
 
 
-def _precision(potential: Potential, params, precision: str | None):
+def with_precision(potential: Potential, params, precision: str | None):
+    """The model and parameters cast to `precision` (None keeps the model's own)."""
     if precision is None or precision == potential.config.dtype:
         return potential, params
     pot = Potential(dataclasses.replace(potential.config, dtype=precision), potential.stats)
@@ -134,7 +135,7 @@ def run_md(potential: Potential, params, atoms: Atoms, cfg: MDConfig, *, thermo_
     double = (cfg.precision or potential.config.dtype) == "float64"
     ctx = jax.enable_x64(True) if double else contextlib.nullcontext()
     with ctx:
-        potential, params = _precision(potential, params, cfg.precision)
+        potential, params = with_precision(potential, params, cfg.precision)
         system = model_energy(potential, params, species, atoms.cell.array, cfg.skin, cfg.capacity_multiplier, where)
         return _run(system, potential, atoms, cfg, thermo_path, traj_path, progress, name, on_chunk)
 

@@ -4,6 +4,7 @@ centred on it), so owned atoms with ghosts out to r_max give exactly the single-
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import jax
@@ -55,6 +56,14 @@ def domain_energy_forces(potential: Potential, params, grid: DomainGrid, caps: C
         return backend.sum(e), -grad, backend.sum(lists.overflow.astype(jnp.int32)) > 0
 
     return energy_forces
+
+
+def request_host_devices(count: int) -> None:
+    """On CPU, one host device per domain: sets XLA's host-device count unless the user did. It
+    takes effect only if no JAX backend has started yet (else domain_mesh says what to set)."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
 
 
 def domain_mesh(grid: DomainGrid, devices=None) -> Mesh:

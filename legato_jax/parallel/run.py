@@ -24,7 +24,7 @@ from legato_jax.data.graph import TypeMap
 from legato_jax.errors import ConfigError
 from legato_jax.md.integrate import Observation
 from legato_jax.md.observers import Thermo, Trajectory, stage_summary
-from legato_jax.md.run import MDConfig, MDResult, MDUnstable, _precision, _progress, initial_conditions
+from legato_jax.md.run import MDConfig, MDResult, MDUnstable, _progress, initial_conditions, with_precision
 from legato_jax.md.systems import check_structure
 from legato_jax.model.potential import Potential
 from legato_jax.parallel.domains import DomainGrid, decompose, gather
@@ -176,6 +176,16 @@ class Watchdog:
         self.proc.wait()
 
 
+def initial_rows(grid: DomainGrid, positions, momenta, masses, species, capacity: int, dtype) -> Rows:
+    """Every domain's padded rows (leading axis: domain) of atoms in global order, on the host."""
+    n = len(species)
+    dec, extra = decompose(grid, np.mod(positions, np.asarray(grid.box)), species, capacity,
+                           {"momentum": np.asarray(momenta), "mass": np.asarray(masses), "ids": np.arange(n)})
+    return Rows(dec.positions.astype(dtype), extra["momentum"].astype(dtype),
+                np.where(dec.mask, extra["mass"], 1.0).astype(dtype), dec.species.astype(np.int32),
+                np.where(dec.mask, extra["ids"], -1).astype(np.int32), dec.mask)
+
+
 def _pad(rows: Rows, capacity: int, axis: int) -> Rows:
     def grow(x, fill):
         x = np.asarray(x)
@@ -201,7 +211,7 @@ def run_md_decomposed(potential: Potential, params, atoms: Atoms, cfg: MDConfig,
     species = TypeMap(tuple(potential.config.species)).indices(atoms.numbers, where)
     double = (cfg.precision or potential.config.dtype) == "float64"
     with jax.enable_x64(True) if double else contextlib.nullcontext():
-        potential, params = _precision(potential, params, cfg.precision)
+        potential, params = with_precision(potential, params, cfg.precision)
         grid = DomainGrid.for_cell(shape, atoms.cell.array, potential.config.r_max + cfg.skin)
         layout = MeshLayout(grid, devices) if comm is None else MPILayout(grid, comm, rank_timeout_s)
         return _run(potential, params, atoms, species, cfg, grid, layout, capacities, thermo_path, traj_path,
@@ -215,10 +225,7 @@ def _run(potential, params, atoms, species, cfg: MDConfig, grid: DomainGrid, lay
     R = np.mod(atoms.positions, np.asarray(grid.box))
     caps = caps or estimate_capacities(grid, n, potential.config.r_max)
     caps = dataclasses.replace(caps, owned=max(caps.owned, int(np.bincount(grid.owner(R)).max())))
-    dec, extra = decompose(grid, R, species, caps.owned, {"momentum": momentum, "mass": mass[:, 0], "ids": np.arange(n)})
-    rows = layout.local(Rows(dec.positions.astype(dtype), extra["momentum"].astype(dtype),
-                             np.where(dec.mask, extra["mass"], 1.0).astype(dtype), dec.species.astype(np.int32),
-                             np.where(dec.mask, extra["ids"], -1).astype(np.int32), dec.mask))
+    rows = layout.local(initial_rows(grid, R, momentum, mass[:, 0], species, caps.owned, dtype))
     volume = float(np.prod(grid.box))
     thermo = Thermo(n, volume, thermo_path if layout.root else None)
     traj = Trajectory(traj_path, atoms, cfg.traj_every or cfg.every) if traj_path and layout.root else None
