@@ -6,6 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ABS_BIN = $(abspath $(BIN))
 # mpi4jax tries a CUDA build when nvcc is on PATH; this machine's nvcc has no CUDA headers.
+# Its build (no isolation) needs jax already installed: jax.ffi.include_dir().
 NVCC_DIR := $(shell command -v nvcc >/dev/null 2>&1 && dirname "$$(command -v nvcc)")
 BUILD_PATH := $(shell echo "$$PATH" | tr ':' '\n' | grep -vxF "$(NVCC_DIR)" | paste -sd: -)
 
@@ -32,7 +33,7 @@ $(VENV)/.core-installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.all-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q "mpi4py>=4" "mpich>=4" nanobind cython setuptools wheel
+	$(BIN)/python -m pip install -q "mpi4py>=4" "mpich>=4" nanobind cython setuptools wheel "jax[cpu]==0.10.2"
 	PATH="$(ABS_BIN):$(BUILD_PATH)" MPI4JAX_BUILD_MPICC="$(ABS_BIN)/mpicc" \
 		$(BIN)/python -m pip install -q --no-build-isolation "mpi4jax==0.9.1.post2"
 	$(BIN)/python -m pip install -q -e ".[mpi,dev]"

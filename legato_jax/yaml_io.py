@@ -26,7 +26,8 @@ def read_mapping(path: str | Path, what: str) -> dict:
 
 
 def check_keys(cls, data: dict, where: str) -> None:
-    valid = {f.name for f in dataclasses.fields(cls)}
+    """Refuse keys of `data` that are not fields of the dataclass `cls` (or names in a set)."""
+    valid = set(cls) if isinstance(cls, (set, frozenset)) else {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - valid)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(valid)}")

@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from legato_jax.bench.scaling import add_arguments, main
+from legato_jax.bench.parallel_scaling import add_arguments, main
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)

@@ -7,20 +7,17 @@ import jax
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from legato_jax.bench.systems import ammonia_box
+from legato_jax.data.ammonia import tiled_ammonia_packing
 from legato_jax.data.batching import bucket
-from legato_jax.data.graph import FrameGraph, TypeMap, collate
-from legato_jax.data.neighbors import neighbor_list
+from legato_jax.data.graph import TypeMap, atoms_to_graph, collate
 from legato_jax.model.config import AllegroConfig, ModelStats
 from legato_jax.model.potential import Potential
 
 
 def predict(pot, params, atoms):
-    i, j, s = neighbor_list(atoms.positions, atoms.cell.array, True, pot.config.r_max)
-    n = len(atoms)
-    fg = FrameGraph(atoms.positions, TypeMap(pot.config.species).indices(atoms.numbers), atoms.cell.array,
-                    i, j, s, 0.0, np.zeros((n, 3)), None)
-    g = collate([fg], bucket(n + 1, 8, 1.1), bucket(len(i), 64, 1.1), 2, pot.config.r_max, dtype=np.float64).graph
+    fg = atoms_to_graph(atoms, TypeMap(pot.config.species), pot.config.r_max)
+    n = fg.n_node
+    g = collate([fg], bucket(n + 1, 8, 1.1), bucket(fg.n_edge, 64, 1.1), 2, pot.config.r_max, dtype=np.float64).graph
     out = jax.jit(pot.predict)(params, g)
     return float(out.energy[0]), np.asarray(out.forces[:n], dtype=np.float64)
 
@@ -31,17 +28,15 @@ def main() -> None:
     p.add_argument("--atoms", type=int, default=64)
     p.add_argument("--rotations", type=int, default=5)
     args = p.parse_args()
-    atoms = ammonia_box(args.atoms, seed=1)
+    atoms = tiled_ammonia_packing(args.atoms, seed=1)
     print(f"{'dtype':>8} {'max |dE|/|E|':>14} {'max |dF|/max|F|':>16}  ({args.rotations} rotations + inversion, {args.atoms} atoms)")
     for dtype in ("float32", "float64"):
         cfg = AllegroConfig.from_dict({**AllegroConfig.from_yaml(args.config).to_dict(), "dtype": dtype})
         with jax.enable_x64(dtype == "float64"):
             n = len(atoms)
             pot = Potential(cfg, ModelStats(avg_num_neighbors=50.0, species_scale=(1.0, 1.0), species_shift=(0.0, 0.0)))
-            i, j, s = neighbor_list(atoms.positions, atoms.cell.array, True, cfg.r_max)
-            fg = FrameGraph(atoms.positions, TypeMap(cfg.species).indices(atoms.numbers), atoms.cell.array, i, j, s,
-                            0.0, np.zeros((n, 3)), None)
-            params = pot.init(jax.random.PRNGKey(0), collate([fg], n + 1, len(i), 2, cfg.r_max).graph)
+            fg = atoms_to_graph(atoms, TypeMap(cfg.species), cfg.r_max)
+            params = pot.init(jax.random.PRNGKey(0), collate([fg], n + 1, fg.n_edge, 2, cfg.r_max).graph)
             e0, f0 = predict(pot, params, atoms)
             de = df = 0.0
             for k in range(args.rotations + 1):

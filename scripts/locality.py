@@ -7,7 +7,7 @@ import argparse
 import numpy as np
 from tblite.ase import TBLite
 
-from legato_jax.data.io import _read_images
+from legato_jax.data.io import read_images
 
 
 def main() -> None:
@@ -20,9 +20,7 @@ def main() -> None:
     p.add_argument("--max-frames", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    from pathlib import Path
-
-    frames = _read_images(Path(args.data), args.frames, None)[: args.max_frames]
+    frames = read_images(args.data, args.frames)[: args.max_frames]
     rng = np.random.default_rng(args.seed)
     print("| r_c (Å) | species | atoms probed | mean far atoms | mean |ΔF| (meV/Å) |")
     print("|---|---|---|---|---|")

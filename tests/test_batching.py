@@ -8,6 +8,7 @@ import pytest
 from legato_jax.data.batching import BatchLoader, bucket
 from legato_jax.data.graph import TypeMap, collate, edge_vectors, frame_graph
 from legato_jax.data.io import frame_from_atoms
+from legato_jax.errors import ConfigError
 from tests.conftest import labelled, random_cell_atoms
 
 CUTOFF = 4.0
@@ -57,6 +58,11 @@ def test_padding_has_zero_weight(graphs):
 def test_collate_refuses_overfull_shapes(graphs):
     with pytest.raises(ValueError, match="does not fit"):
         collate(graphs[:2], n_node=graphs[0].n_node + graphs[1].n_node, n_edge=10**6, n_graph=3, cutoff=CUTOFF)
+
+
+def test_batch_size_below_one_is_a_config_error(graphs):
+    with pytest.raises(ConfigError, match=r"batch_size \(--batch-size\) must be >= 1"):
+        BatchLoader(graphs, batch_size=0, cutoff=CUTOFF)
 
 
 def test_buckets_are_reused_and_jit_compiles_once_per_bucket(graphs):

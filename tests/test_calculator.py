@@ -79,8 +79,7 @@ def test_calculator_drives_velocity_verlet_like_the_direct_api(calc, rng):
     from ase import units
     from ase.md.verlet import VelocityVerlet
 
-    from legato_jax.data.graph import TypeMap, collate
-    from legato_jax.calculators.ase_calculator import _frame_graph
+    from legato_jax.data.graph import TypeMap, atoms_to_graph, collate
 
     atoms = random_cell_atoms(rng, n=8, min_len=4.0, max_len=4.5)
     atoms.set_momenta(rng.normal(size=(8, 3)) * 0.05)
@@ -89,7 +88,7 @@ def test_calculator_drives_velocity_verlet_like_the_direct_api(calc, rng):
     predict = jax.jit(calc.potential.predict)
     for _ in range(4):
         dyn.run(1)
-        fg = _frame_graph(atoms, TypeMap(SMALL.species), SMALL.r_max)
+        fg = atoms_to_graph(atoms, TypeMap(SMALL.species), SMALL.r_max)
         with jax.enable_x64(True):
             out = predict(calc.params, collate([fg], 16, fg.n_edge + 5, 2, SMALL.r_max, dtype=np.float64).graph)
         np.testing.assert_allclose(atoms.get_forces(), np.asarray(out.forces[:8]), atol=1e-12)

@@ -6,9 +6,9 @@ import pytest
 from ase.io import read
 from jax_md import partition, space
 
+from legato_jax.data.ammonia import AMMONIA_CELL, mean_nh_length
 from legato_jax.errors import ConfigError
-from legato_jax.experiments.failure import CRITERIA, FailureCriteria, make_checks, mean_nh_length
-from legato_jax.md.systems import AMMONIA_CELL
+from legato_jax.experiments.failure import CRITERIA, FailureCriteria, make_checks
 
 
 @pytest.fixture(scope="module")

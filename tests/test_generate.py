@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from ase.io import read
 
-from legato_jax.data.ammonia import box_length, molecules_intact, random_ammonia_box
+from legato_jax.data.ammonia import box_length, molecules_intact, random_ammonia_packing
 from legato_jax.data.generate import AmmoniaGenConfig, generate_ammonia
 from legato_jax.data.io import read_frames
 from legato_jax.errors import ConfigError
@@ -18,7 +18,7 @@ def tiny(output) -> AmmoniaGenConfig:
 
 
 def test_random_packing_has_density_and_intact_molecules(rng):
-    atoms = random_ammonia_box(16, 0.68, rng)
+    atoms = random_ammonia_packing(16, 0.68, rng)
     assert len(atoms) == 64 and molecules_intact(atoms)
     density = atoms.get_masses().sum() / 6.02214076e23 / (atoms.get_volume() * 1e-24)
     assert density == pytest.approx(0.68, rel=1e-3)

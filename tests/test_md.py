@@ -1,4 +1,4 @@
-"""MD foundations: the jax-md energy bridge equals the calculator; narrow cells are refused."""
+"""MD foundations: the jax-md energy bridge equals the calculator, in wide and in narrow cells."""
 
 import jax
 import jax.numpy as jnp
@@ -7,13 +7,12 @@ import pytest
 from ase.io import read
 
 from legato_jax.calculators import LegatoCalculator
-from legato_jax.calculators.ase_calculator import _frame_graph
-from legato_jax.data.graph import TypeMap, collate
+from legato_jax.data.graph import TypeMap, atoms_to_graph, collate
 from legato_jax.errors import ConfigError
 from legato_jax.md.energy import model_energy
 from legato_jax.model.config import AllegroConfig, ModelStats
 from legato_jax.model.potential import Potential
-from legato_jax.md.systems import AMMONIA_CELL
+from legato_jax.data.ammonia import AMMONIA_CELL
 
 CFG = AllegroConfig(r_max=3.5, num_layers=2, num_channels=4, two_body_mlp=(8, 16), latent_mlp=(16,),
                     edge_energy_mlp=(8,), dtype="float64")
@@ -26,7 +25,7 @@ def setup():
         atoms = read(AMMONIA_CELL)  # a frame of the shipped data (ASE reads the whole .xz for one frame)
         pot = Potential(CFG, STATS)
         tm = TypeMap(CFG.species)
-        fg = _frame_graph(atoms, tm, CFG.r_max)
+        fg = atoms_to_graph(atoms, tm, CFG.r_max)
         params = pot.init(jax.random.PRNGKey(0), collate([fg], 72, fg.n_edge + 10, 2, CFG.r_max).graph)
         return atoms, pot, params, tm
 
@@ -44,11 +43,32 @@ def test_jax_md_energy_and_forces_equal_the_calculator(setup):
     np.testing.assert_allclose(f, atoms.get_forces(), atol=1e-10)
 
 
-def test_cell_too_small_for_minimum_image_is_refused(setup):
+@pytest.mark.parametrize("shear", [0.0, 0.3])
+def test_a_narrow_cell_takes_every_image_and_equals_the_calculator(setup, shear):
+    """r_max 4.5 + skin 0.5 in an 8.73 Å cell (orthorhombic, then sheared): several images of one
+    neighbour are in range, which minimum image would miss."""
     atoms, pot, params, tm = setup
-    big = AllegroConfig(**{**CFG.to_dict(), "r_max": 4.5})
-    with pytest.raises(ConfigError, match=r"cell width 8.730 Å .* below 2 x \(r_max \+ skin\) = 10.000 Å.*replicate"):
-        model_energy(Potential(big, STATS), params, tm.indices(atoms.numbers), atoms.cell.array)
+    atoms = atoms.copy()
+    atoms.set_cell(atoms.cell.array @ np.array([[1.0, 0.0, 0.0], [shear, 1.0, 0.0], [0.0, 0.0, 1.0]]), scale_atoms=True)
+    narrow = Potential(AllegroConfig(**{**CFG.to_dict(), "r_max": 4.5}), STATS)
+    with jax.enable_x64(True):
+        system = model_energy(narrow, params, tm.indices(atoms.numbers), atoms.cell.array)
+        R = jnp.asarray(atoms.positions) + 3.0 * jnp.asarray(atoms.cell.array[0])  # unwrapped positions
+        nbrs = system.neighbor_fn.allocate(R)
+        e, stress = system.energy_stress_fn(R, nbrs)
+        f = np.asarray(jax.grad(lambda r: -system.energy_fn(r, nbrs))(R))
+    atoms.calc = LegatoCalculator(narrow, params)
+    assert float(e) == pytest.approx(atoms.get_potential_energy(), rel=1e-12)
+    np.testing.assert_allclose(f, atoms.get_forces(), atol=1e-10)
+    np.testing.assert_allclose(np.asarray(stress), atoms.get_stress(voigt=False), atol=1e-12)
+
+
+def test_a_cell_too_thin_for_any_search_is_one_line(setup):
+    atoms, pot, params, tm = setup
+    thin = atoms.cell.array * np.array([[1.0], [1.0], [0.05]])
+    with pytest.raises(ConfigError, match=r"^structure: cell width 0\.4\d+ Å along lattice vector 2 .*replicate") as err:
+        model_energy(pot, params, tm.indices(atoms.numbers), thin)
+    assert "\n" not in str(err.value)
 
 
 def test_jax_md_stress_equals_the_calculator(setup):

@@ -21,7 +21,8 @@ from legato_jax.errors import ConfigError, DataError
 from legato_jax.md.energy import model_energy
 from legato_jax.md.integrate import Stage, StageRunner, make_integrator, start_stage
 from legato_jax.md.run import MDConfig, load_preset, run_md
-from legato_jax.md.systems import AMMONIA_CELL, ammonia_box, ammonia_density, initial_momenta, masses
+from legato_jax.data.ammonia import AMMONIA_CELL, ammonia_density, liquid_ammonia
+from legato_jax.md.systems import initial_momenta, masses
 from legato_jax.model.io import load_model
 
 TINY = Path(__file__).parent / "data" / "ammonia-tiny.npz"
@@ -177,16 +178,16 @@ def test_initial_momenta_exact_temperature_zero_momentum_and_masses(cell):
 
 
 def test_ammonia_boxes_replicate_the_equilibrated_cell():
-    box = ammonia_box(16 * 12)
+    box = liquid_ammonia(16 * 12)
     assert len(box) == 768 and np.allclose(sorted(box.cell.lengths() / 8.73038586075516), [2, 2, 3])
     assert ammonia_density(box) == pytest.approx(0.68, abs=0.01)
-    dense = ammonia_box(16 * 8, density=0.75)
+    dense = liquid_ammonia(16 * 8, density=0.75)
     assert ammonia_density(dense) == pytest.approx(0.75, rel=1e-6)
     d = dense.get_all_distances(mic=True)
     nh = d[np.ix_(dense.numbers == 7, dense.numbers == 1)].min(axis=0)
     assert nh.max() < 1.2  # molecules moved rigidly
     with pytest.raises(ConfigError, match=r"16 x a x b x c"):
-        ammonia_box(100)
+        liquid_ammonia(100)
 
 
 def test_presets_and_a_two_stage_run_with_outputs(tiny, cell, tmp_path):
@@ -225,9 +226,9 @@ def test_bad_input_is_refused_before_anything_runs(tiny, cell, tmp_path):
     close.positions[5] = close.positions[4] + [0.1, 0.0, 0.0]
     with pytest.raises(DataError, match="atoms 4 and 5 are 0.100 Å apart"):
         run_md(pot, params, close, nve(10), progress=False)
-    small = Atoms("NH3", positions=[[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], cell=[6, 6, 6], pbc=True)
-    with pytest.raises(ConfigError, match="below 2 x \\(r_max \\+ skin\\).*replicate"):
-        run_md(pot, params, small, nve(10), progress=False)
+    thin = Atoms("NH3", positions=[[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]], cell=[6, 6, 0.8], pbc=True)
+    with pytest.raises(ConfigError, match="width 0.800 Å along lattice vector 2 is too narrow.*replicate"):
+        run_md(pot, params, thin, nve(10), progress=False)
     with pytest.raises(ConfigError, match="not a multiple of the thermo interval"):
         nve(15)
 

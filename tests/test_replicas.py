@@ -14,7 +14,7 @@ from legato_jax.experiments.failure import CRITERIA, FailureCriteria
 from legato_jax.experiments.replicas import run_replicas
 from legato_jax.md.energy import model_energy
 from legato_jax.md.integrate import Stage
-from legato_jax.md.systems import AMMONIA_CELL
+from legato_jax.data.ammonia import AMMONIA_CELL
 from legato_jax.model.io import load_model
 from tests.test_md_run import TINY
 

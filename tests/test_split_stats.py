@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from ase.neighborlist import neighbor_list as ase_neighbor_list
 
+from legato_jax.data.cell import perpendicular_widths
 from legato_jax.data.io import read_frames
 from legato_jax.data.split import block_split, read_split
-from legato_jax.data.stats import dataset_statistics, perpendicular_widths
+from legato_jax.data.stats import dataset_statistics
 from legato_jax.errors import ConfigError, DataError
 
 

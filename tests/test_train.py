@@ -85,8 +85,8 @@ def test_sam_step_on_the_tiny_model_matches_a_hand_computed_step(toy_data, tmp_p
     trainer = Trainer(config(toy_data, tmp_path, rho=0.05, lr=1e-3), progress=False)
     state = trainer.init_state()
     batch = next(iter(trainer.train_loader))
-    new, _, _ = trainer._train_step(state, batch)
-    grad = jax.jit(jax.grad(trainer._loss))
+    new, _, _ = trainer.jit_step(state, batch)
+    grad = jax.jit(jax.grad(trainer.loss))
     g = grad(state.params, batch)
     norm = optax.tree.norm(g)
     w_adv = jax.tree_util.tree_map(lambda w, d: w + 0.05 * d / (norm + 1e-12), state.params, g)
@@ -100,7 +100,7 @@ def test_sam_step_on_the_tiny_model_matches_a_hand_computed_step(toy_data, tmp_p
 
 def test_non_finite_loss_stops_with_step_and_batch_and_keeps_checkpoint(toy_data, tmp_path):
     trainer = Trainer(config(toy_data, tmp_path), progress=False)
-    real_step = trainer._train_step
+    real_step = trainer.jit_step
     calls = {"n": 0}
 
     def failing(state, batch):
@@ -108,7 +108,7 @@ def test_non_finite_loss_stops_with_step_and_batch_and_keeps_checkpoint(toy_data
         new, loss, finite = real_step(state, batch)
         return new, loss, finite & (calls["n"] < 3)
 
-    trainer._train_step = failing
+    trainer.jit_step = failing
     with pytest.raises(TrainingDiverged, match=r"step 3 \(epoch 1, batch 2\).*checkpoint.msgpack"):
         trainer.fit()
     state = load_checkpoint(tmp_path / "run" / "checkpoint.msgpack", trainer.init_state())

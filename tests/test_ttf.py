@@ -58,7 +58,10 @@ def test_bad_ttf_input_is_one_line(argv, message, capsys):
     assert message in err and len(err.splitlines()) == 1
 
 
-def test_a_box_too_small_for_the_model_cutoff_is_refused(capsys):
-    assert main(["ttf", "--models", "models/allegro/best.npz", "--sizes", "64", "--replicas", "1"]) == 2
-    err = capsys.readouterr().err
-    assert "--sizes 64" in err and "replicate" in err
+def test_the_64_atom_cell_runs_with_the_shipped_model(tmp_path, capsys):
+    """64 and 128 atoms are narrower than 2 x (r_max 5.5 + skin 0.5): the image-shift list runs them."""
+    out = tmp_path / "ttf.json"
+    assert main(["ttf", "--models", "models/allegro/best.npz", "--sizes", "64", "128", "--replicas", "2",
+                 "--preset", "stressed", "--max-steps", "20", "--json", str(out)]) == 0
+    sizes = json.loads(out.read_text())["models"]["allegro"]["sizes"]
+    assert set(sizes) == {"64", "128"} and all(len(s["steps"]) == 2 for s in sizes["64"].values())

@@ -1,1 +1,28 @@
-"""Benchmarks behind `legato bench ...` and scripts/bench_*.py; each prints a table."""
+"""Benchmarks behind `legato bench ...` and scripts/bench_*.py; each prints a table.
+
+Modules: `inference` (energy + forces per call), `train` (Adam vs SAM steps), `md` (MD step vs the
+bare force call), `parallel_scaling` (weak scaling of decomposed MD, `legato bench scaling`), and
+`timing` (the shared timer). The names below are imported on first use."""
+
+from importlib import import_module
+
+_EXPORTS = {
+    "median_time": "timing",
+    "bench_legato": "inference", "bench_nequip": "inference", "matmul_peak_gflops": "inference",
+    "bench_size": "md",
+    "time_steps": "train",
+    "measure": "parallel_scaling", "modelled_efficiency": "parallel_scaling",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -4,32 +4,23 @@ nequip-allegro model when it is importable (an optional peer, never a dependency
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import resource
-import statistics
 import time
 from contextlib import nullcontext
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from legato_jax.bench.systems import ammonia_box
+from legato_jax.bench.timing import median_time
+from legato_jax.data.ammonia import tiled_ammonia_packing
 from legato_jax.data.batching import bucket
-from legato_jax.data.graph import FrameGraph, TypeMap, collate
+from legato_jax.data.graph import TypeMap, atoms_to_graph, collate
 from legato_jax.data.neighbors import neighbor_list
 from legato_jax.model.config import AllegroConfig, ModelStats
 from legato_jax.model.potential import Potential, parameter_count
-
-
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -37,18 +28,16 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
     a = jnp.ones((n, n), jnp.float32)
     f = jax.jit(lambda x: x @ x)
     f(a).block_until_ready()
-    return 2 * n**3 / _median_time(lambda: f(a).block_until_ready(), repeats) / 1e9
+    return 2 * n**3 / median_time(lambda: f(a), repeats) / 1e9
 
 
 def bench_legato(atoms, config: AllegroConfig, repeats: int, profile: str | None = None) -> dict:
     type_map = TypeMap(config.species)
-    nl_time = _median_time(lambda: neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, config.r_max), repeats)
-    i, j, s = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, config.r_max)
-    n = len(atoms)
-    fg = FrameGraph(atoms.positions, type_map.indices(atoms.numbers), atoms.cell.array, i, j, s, 0.0,
-                    np.zeros((n, 3)), None)
-    batch = collate([fg], bucket(n + 1, 8, 1.1), bucket(len(i), 64, 1.1), 2, config.r_max)
-    pot = Potential(config, ModelStats(avg_num_neighbors=len(i) / n, species_scale=(1.0,) * len(config.species),
+    nl_time = median_time(lambda: neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, config.r_max), repeats)
+    fg = atoms_to_graph(atoms, type_map, config.r_max)
+    n, n_edge = fg.n_node, fg.n_edge
+    batch = collate([fg], bucket(n + 1, 8, 1.1), bucket(n_edge, 64, 1.1), 2, config.r_max)
+    pot = Potential(config, ModelStats(avg_num_neighbors=n_edge / n, species_scale=(1.0,) * len(config.species),
                                        species_shift=(0.0,) * len(config.species)))
     params = pot.init(jax.random.PRNGKey(0), batch.graph)
     graph = jax.device_put(batch.graph)
@@ -63,7 +52,7 @@ def bench_legato(atoms, config: AllegroConfig, repeats: int, profile: str | None
     jax.block_until_ready(compiled(params, graph))
     ctx = jax.profiler.trace(os.path.join(profile, f"legato_{n}")) if profile else nullcontext()
     with ctx:
-        call_s = _median_time(lambda: jax.block_until_ready(compiled(params, graph)), repeats)
+        call_s = median_time(lambda: compiled(params, graph), repeats)
     mem = compiled.memory_analysis()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -72,7 +61,7 @@ def bench_legato(atoms, config: AllegroConfig, repeats: int, profile: str | None
     if mem is not None:
         peak_bytes = mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
     return {
-        "atoms": n, "edges": int(len(i)), "params": parameter_count(params), "neighbour_list_s": nl_time,
+        "atoms": n, "edges": int(n_edge), "params": parameter_count(params), "neighbour_list_s": nl_time,
         "compile_s": compile_s, "call_s": call_s, "us_per_atom": 1e6 * call_s / n, "gflop": flops / 1e9,
         "gflops_rate": flops / call_s / 1e9, "xla_peak_mib": None if peak_bytes is None else peak_bytes / 2**20,
     }
@@ -80,9 +69,8 @@ def bench_legato(atoms, config: AllegroConfig, repeats: int, profile: str | None
 
 def nequip_available() -> bool:
     try:
-        import allegro  # noqa: F401
-        import nequip  # noqa: F401
-        import torch  # noqa: F401
+        for name in ("allegro", "nequip", "torch"):
+            importlib.import_module(name)
     except Exception:
         return False
     return True
@@ -131,7 +119,7 @@ def bench_nequip(atoms, config: AllegroConfig, repeats: int) -> dict:
         return out[AtomicDataDict.FORCE_KEY]
 
     call()
-    call_s = _median_time(call, repeats)
+    call_s = median_time(call, repeats)
     n = len(atoms)
     return {"atoms": n, "params": int(sum(p.numel() for p in model.parameters())), "neighbour_list_s": nl_s,
             "call_s": call_s, "us_per_atom": 1e6 * call_s / n, "torch_threads": torch.get_num_threads()}
@@ -142,7 +130,7 @@ def run(args: argparse.Namespace) -> dict:
     peak = matmul_peak_gflops()
     rows = []
     for n in args.sizes:
-        atoms = ammonia_box(n, seed=0)
+        atoms = tiled_ammonia_packing(n, seed=0)
         row = {"size": n, "legato": bench_legato(atoms, config, args.repeats, args.profile)}
         if args.peer and nequip_available():
             try:

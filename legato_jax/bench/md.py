@@ -13,18 +13,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from legato_jax.bench.inference import _median_time
-from legato_jax.bench.systems import ammonia_box
+from legato_jax.bench.timing import median_time
+from legato_jax.data.ammonia import liquid_ammonia, tiled_ammonia_packing
 from legato_jax.data.graph import TypeMap
-from legato_jax.md.energy import model_energy
+from legato_jax.data.neighbors import neighbor_list
+from legato_jax.md.energy import list_kind, model_energy
 from legato_jax.md.integrate import Stage, StageRunner, make_integrator, start_stage
 from legato_jax.md.systems import initial_momenta, masses
-from legato_jax.train.evaluate import resolve_model
+from legato_jax.model.io import resolve_model
 
 
 def bench_size(potential, params, n_atoms: int, steps: int, every: int, repeats: int, skin: float,
                peer_steps: int, profile: str | None) -> dict:
-    atoms = ammonia_box(n_atoms)
+    # multiples of the 64-atom cell: the equilibrated liquid replicated (64 atoms: narrower than
+    # 2 (r_max + skin), so the image-shift list); other sizes: a tiled random packing
+    atoms = liquid_ammonia(n_atoms // 4) if n_atoms % 64 == 0 else tiled_ammonia_packing(n_atoms)
     species = TypeMap(tuple(potential.config.species)).indices(atoms.numbers)
     system = model_energy(potential, params, species, atoms.cell.array, skin=skin)
     dtype = potential.dtype
@@ -35,14 +38,14 @@ def bench_size(potential, params, n_atoms: int, steps: int, every: int, repeats:
 
     force = jax.jit(jax.value_and_grad(system.energy_fn))
     jax.block_until_ready(force(R, nbrs))
-    force_s = _median_time(lambda: jax.block_until_ready(force(R, nbrs)), repeats)
+    force_s = median_time(lambda: force(R, nbrs), repeats)
 
     update = jax.jit(lambda r, n: n.update(r))
     moved = R + 0.6 * skin  # every atom past half the skin: a full rebuild
     jax.block_until_ready(update(moved, nbrs).idx)
-    rebuild_s = _median_time(lambda: jax.block_until_ready(update(moved, nbrs).idx), repeats)
+    rebuild_s = median_time(lambda: update(moved, nbrs).idx, repeats)
     jax.block_until_ready(update(R, nbrs).idx)
-    check_s = _median_time(lambda: jax.block_until_ready(update(R, nbrs).idx), repeats)
+    check_s = median_time(lambda: update(R, nbrs).idx, repeats)
 
     stage = Stage("nose-hoover", steps, 1.0, 200.0, 100.0)
     init, apply = make_integrator(system, stage)
@@ -63,9 +66,11 @@ def bench_size(potential, params, n_atoms: int, steps: int, every: int, repeats:
             rebuilds += int(obs.rebuilds.sum())
         jax.block_until_ready(state.position)
         md_s = (time.perf_counter() - t0) / steps
+    exact = len(neighbor_list(np.asarray(state.position, float), atoms.cell.array, True, potential.config.r_max)[0])
     row = {
         "n_atoms": n_atoms, "edges": int(np.sum(np.asarray(nbrs.idx[0]) < n_atoms)), "capacity": int(nbrs.idx.shape[1]),
-        "cell_list": nbrs.cell_list_fn is not None, "allocate_s": allocate_s, "force_s": force_s,
+        "exact_edges": exact, "list": list_kind(nbrs), "cell_list": getattr(nbrs, "cell_list_fn", None) is not None,
+        "allocate_s": allocate_s, "force_s": force_s,
         "md_step_s": md_s, "overhead": md_s / force_s - 1.0, "atom_steps_per_s": n_atoms / md_s,
         "rebuilds_per_100_steps": 100.0 * rebuilds / steps, "rebuild_s": rebuild_s, "check_s": check_s,
         "first_chunk_s": compile_s, "recompiles_after_warmup": runner.compiles - warm_compiles,
@@ -106,15 +111,16 @@ def run(args: argparse.Namespace) -> dict:
 def format_report(r: dict) -> str:
     lines = [f"MD benchmark: {r['model']} (r_max {r['r_max']} Å, skin {r['skin']} Å) on {r['device']}; "
              "Nose-Hoover NVT, dt 1 fs, thermo every {} steps".format(r["rows"][0]["every"] if r["rows"] else "-"),
-             "| atoms | edges | cell list | force call | MD step | overhead | atom-steps/s | rebuilds /100 steps "
-             "| rebuild | skin check | recompiles | ASE VV step | MD vs ASE |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| atoms | list | edges/atom (list) | edges/atom (r_max) | force call | MD step | overhead | atom-steps/s "
+             "| rebuilds /100 steps | rebuild | skin check | recompiles | ASE VV step | MD vs ASE |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for w in r["rows"]:
         ase = w.get("ase_step_s")
         ase_cells = f"{ase * 1e3:.1f} ms | {ase / w['md_step_s']:.2f}x" if ase else "- | -"
 
         lines.append(
-            f"| {w['n_atoms']} | {w['edges']} | {'yes' if w['cell_list'] else 'no'} | {w['force_s'] * 1e3:.1f} ms "
+            f"| {w['n_atoms']} | {w['list']} | {w['edges'] / w['n_atoms']:.1f} | {w['exact_edges'] / w['n_atoms']:.1f} "
+            f"| {w['force_s'] * 1e3:.1f} ms "
             f"| {w['md_step_s'] * 1e3:.1f} ms | {100 * w['overhead']:+.1f} % | {w['atom_steps_per_s']:.3g} "
             f"| {w['rebuilds_per_100_steps']:.1f} | {w['rebuild_s'] * 1e3:.1f} ms | {w['check_s'] * 1e3:.2f} ms "
             f"| {w['recompiles_after_warmup']} | {ase_cells} |")
@@ -123,7 +129,7 @@ def format_report(r: dict) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="models/allegro/best.npz")
-    p.add_argument("--sizes", type=int, nargs="+", default=[864, 6912])
+    p.add_argument("--sizes", type=int, nargs="+", default=[64, 1728])
     p.add_argument("--steps", type=int, default=100, help="timed MD steps (after a warm-up chunk as long)")
     p.add_argument("--steps-large", type=int, default=20, help="timed steps for boxes above 2,000 atoms")
     p.add_argument("--every", type=int, default=10, help="thermo interval (the default of `legato md`)")

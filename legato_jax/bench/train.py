@@ -19,7 +19,7 @@ from legato_jax.train.trainer import Trainer
 def time_steps(trainer: Trainer, batches, profile: str | None, tag: str) -> dict:
     state = trainer.init_state()
     t0 = time.perf_counter()
-    compiled = jax.jit(trainer._step).lower(state, batches[0]).compile()
+    compiled = jax.jit(trainer.step).lower(state, batches[0]).compile()
     compile_s = time.perf_counter() - t0
     mem = compiled.memory_analysis()
     shape = jax.tree_util.tree_map(lambda x: x.shape, batches[0])

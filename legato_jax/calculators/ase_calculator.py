@@ -14,9 +14,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from legato_jax.data.batching import bucket
-from legato_jax.data.graph import FrameGraph, TypeMap, collate
-from legato_jax.data.neighbors import neighbor_list
-from legato_jax.errors import DataError
+from legato_jax.data.graph import TypeMap, atoms_to_graph, collate
 from legato_jax.model.config import AllegroConfig, ModelStats
 from legato_jax.model.potential import Potential
 
@@ -49,7 +47,7 @@ class LegatoCalculator(Calculator):
         potential = Potential(config, stats or ModelStats.default(len(config.species)))
         from ase.build import molecule
 
-        probe = _frame_graph(molecule("H2"), TypeMap(("H",)), config.r_max)
+        probe = atoms_to_graph(molecule("H2"), TypeMap(("H",)), config.r_max)
         graph = collate([probe], 8, 8, 2, config.r_max).graph
         params = potential.init(jax.random.PRNGKey(seed), graph)
         return cls(potential, params, **kwargs)
@@ -60,7 +58,7 @@ class LegatoCalculator(Calculator):
         if "stress" in properties and not atoms.pbc.all():
             raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
         cutoff = self.potential.config.r_max
-        graph = _frame_graph(atoms, self.type_map, cutoff)
+        graph = atoms_to_graph(atoms, self.type_map, cutoff)
         n_node = bucket(graph.n_node + 1, 8, self.growth)
         n_edge = bucket(max(graph.n_edge, 1), 64, self.growth)
         batch = collate([graph], n_node, n_edge, 2, cutoff, dtype=np.float64)
@@ -79,14 +77,3 @@ class LegatoCalculator(Calculator):
             self.results["stress"] = full_3x3_to_voigt_6_stress(np.asarray(out.stress[0], dtype=np.float64))
 
 
-def _frame_graph(atoms, type_map: TypeMap, cutoff: float) -> FrameGraph:
-    where = f"atoms {atoms.get_chemical_formula()}"
-    species = type_map.indices(atoms.numbers, where)
-    if atoms.pbc.any() and atoms.pbc.all() and abs(atoms.cell.volume) < 1e-9:
-        raise DataError(f"{where}: periodic cell has zero volume")
-    i, j, shifts = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
-    n = len(atoms)
-    return FrameGraph(
-        positions=atoms.positions, species=species, cell=atoms.cell.array, receivers=i, senders=j,
-        shifts=shifts, energy=0.0, forces=np.zeros((n, 3)), stress=None,
-    )

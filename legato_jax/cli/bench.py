@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from legato_jax.bench import inference, md, scaling, train
+from legato_jax.bench import inference, md, parallel_scaling, train
 
 
 def register(sub) -> None:
@@ -18,5 +18,5 @@ def register(sub) -> None:
     md.add_arguments(m)
     m.set_defaults(func=md.main)
     s = bsub.add_parser("scaling", help="weak scaling of decomposed MD over P domains (devices or MPI ranks)")
-    scaling.add_arguments(s)
-    s.set_defaults(func=scaling.main)
+    parallel_scaling.add_arguments(s)
+    s.set_defaults(func=parallel_scaling.main)

@@ -31,12 +31,12 @@ def register(sub) -> None:
     p.add_argument("--models", nargs="*", default=list(DEFAULT_MODELS), help="models to evaluate on the test split")
     p.add_argument("--out", default="demo", help="folder for the figures")
     p.add_argument("--md-molecules", type=int, default=128, help="ammonia molecules in the MD box (16 x a x b x c)")
-    p.add_argument("--md-preset", default="demo", help="MD preset (configs/md)")
+    p.add_argument("--md-preset", default="demo", help="MD preset (legato_jax/md/presets)")
     p.add_argument("--md-steps", type=int, help="MD steps (default: the preset's)")
     p.add_argument("--ttf-sizes", type=int, nargs="*", default=[512, 1024],
                    help="atoms per time-to-failure system (none: skip the comparison)")
     p.add_argument("--ttf-replicas", type=int, default=4)
-    p.add_argument("--ttf-preset", default="stressed", help="MD preset of the time-to-failure runs (configs/md)")
+    p.add_argument("--ttf-preset", default="stressed", help="MD preset of the time-to-failure runs (legato_jax/md/presets)")
     p.add_argument("--ttf-max-steps", type=int, default=150)
     p.add_argument("--ttf-criteria", nargs="+", default=["temperature", "nh_bond"])
     p.set_defaults(func=run)
@@ -87,10 +87,10 @@ def run_md_demo(args) -> None:
     from legato_jax.md.observers import format_summary
     from legato_jax.md.plots import plot_thermo
     from legato_jax.md.run import MDConfig, load_preset, run_md
-    from legato_jax.md.systems import ammonia_box
+    from legato_jax.data.ammonia import liquid_ammonia
 
     cfg = MDConfig(**load_preset(args.md_preset, args.md_steps))
-    atoms = ammonia_box(args.md_molecules)
+    atoms = liquid_ammonia(args.md_molecules)
     thermos = {}
     for path in args.models:
         if not Path(path).exists():

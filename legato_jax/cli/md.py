@@ -7,8 +7,12 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from legato_jax.errors import ConfigError
+
+if TYPE_CHECKING:
+    from legato_jax.md.run import MDConfig
 
 
 def register(sub) -> None:
@@ -21,7 +25,7 @@ def register(sub) -> None:
     p.add_argument("--frame", type=int, default=-1, help="frame of --structure (default: last)")
     p.add_argument("--density", type=float, help="rescale the ammonia box to this density (g/cm^3)")
     p.add_argument("--replicate", type=int, nargs=3, metavar=("A", "B", "C"), help="repeat the cell A x B x C")
-    p.add_argument("--preset", help="configs/md/NAME.yaml (paper-code, paper-text, demo) or a YAML path")
+    p.add_argument("--preset", help="a shipped preset (legato_jax/md/presets: paper-code, paper-text, demo, stressed) or a YAML path")
     p.add_argument("--ensemble", choices=["nve", "nose-hoover", "langevin"], help="single-stage run instead of a preset")
     p.add_argument("--temperature", type=float, help="K: initial velocities and thermostat target")
     p.add_argument("--dt", type=float, help="time step in fs (single-stage runs)")
@@ -70,10 +74,11 @@ def build_config(args) -> "MDConfig":
 
 
 def build_structure(args):
-    from legato_jax.md.systems import ammonia_box, load_structure, replicate, set_density
+    from legato_jax.data.ammonia import liquid_ammonia, set_density
+    from legato_jax.md.systems import load_structure, replicate
 
     if args.ammonia is not None:
-        atoms, where = ammonia_box(args.ammonia, args.density), f"--ammonia {args.ammonia}"
+        atoms, where = liquid_ammonia(args.ammonia, args.density), f"--ammonia {args.ammonia}"
     else:
         atoms, where = load_structure(args.structure, args.frame), f"{args.structure}, frame {args.frame}"
         if args.density is not None:
@@ -115,7 +120,7 @@ def _run(args, cfg, comm=None) -> int:
     of `comm`; the summary is printed once (by rank 0)."""
     from legato_jax.md.run import format_summary, run_md
     from legato_jax.parallel.run import run_md_decomposed
-    from legato_jax.train.evaluate import resolve_model
+    from legato_jax.model.io import resolve_model
 
     atoms, where = build_structure(args)
     potential, params, _ = resolve_model(args.model)

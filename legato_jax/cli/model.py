@@ -22,8 +22,7 @@ def register(sub) -> None:
 
 def _info(args) -> int:
     from ase import Atoms
-    from legato_jax.calculators.ase_calculator import _frame_graph
-    from legato_jax.data.graph import TypeMap, collate
+    from legato_jax.data.graph import TypeMap, atoms_to_graph, collate
     from legato_jax.model.config import AllegroConfig, ModelStats
     from legato_jax.model.io import load_model
     from legato_jax.model.potential import Potential
@@ -35,7 +34,7 @@ def _info(args) -> int:
         config = AllegroConfig.from_yaml(args.source)
         potential = Potential(config, ModelStats.default(len(config.species)))
         probe = Atoms(config.species[0] * 2, positions=[[0, 0, 0], [1.0, 0, 0]])
-        fg = _frame_graph(probe, TypeMap(config.species), config.r_max)
+        fg = atoms_to_graph(probe, TypeMap(config.species), config.r_max)
         params = potential.init(jax.random.PRNGKey(0), collate([fg], 8, 8, 2, config.r_max).graph)
     per_module = {k: int(sum(np.size(x) for x in jax.tree_util.tree_leaves(v))) for k, v in params["params"].items()}
     total = sum(per_module.values())

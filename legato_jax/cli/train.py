@@ -95,7 +95,8 @@ def _frames_and_graphs(args, potential):
 
 
 def _evaluate(args) -> int:
-    from legato_jax.train.evaluate import error_metrics, format_metrics, parity_plot, predict_frames, resolve_model
+    from legato_jax.model.io import resolve_model
+    from legato_jax.train.evaluate import error_metrics, format_metrics, parity_plot, predict_frames
 
     potential, params, _ = resolve_model(args.model)
     type_map, graphs = _frames_and_graphs(args, potential)
@@ -111,7 +112,7 @@ def _evaluate(args) -> int:
 
 def _sharpness(args) -> int:
     from legato_jax.experiments.sharpness import dataset_loss_fn, noise_sharpness, sam_sharpness
-    from legato_jax.train.evaluate import resolve_model
+    from legato_jax.model.io import resolve_model
 
     potential, params, _ = resolve_model(args.model)
     _, graphs = _frames_and_graphs(args, potential)

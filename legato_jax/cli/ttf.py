@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from legato_jax.experiments.failure import CRITERIA
+
+if TYPE_CHECKING:
+    from legato_jax.experiments.ttf import TTFConfig
 
 
 def register(sub) -> None:
@@ -23,7 +27,7 @@ def add_protocol_arguments(p) -> None:
     p.add_argument("--sizes", nargs="+", type=int, required=True, metavar="N",
                    help="atoms per system: multiples of the 64-atom ammonia cell (512, 1728, 4096, ...)")
     p.add_argument("--replicas", type=int, default=8, help="independent replicas per size (own initial velocities)")
-    p.add_argument("--preset", default="paper-code", help="configs/md/NAME.yaml (paper-code, paper-text, stressed) or a YAML path")
+    p.add_argument("--preset", default="paper-code", help="a shipped preset (legato_jax/md/presets: paper-code, paper-text, stressed, demo) or a YAML path")
     p.add_argument("--max-steps", type=int, help="step limit (a preset's open-ended stage takes what is left)")
     p.add_argument("--criteria", nargs="+", choices=CRITERIA, default=list(CRITERIA),
                    help="failure criteria to report; a replica runs until all of them have fired")
@@ -57,7 +61,7 @@ def build_config(args) -> "TTFConfig":
 def main(args) -> int:
     from legato_jax.cli.md import model_name
     from legato_jax.experiments.ttf import format_table, run_ttf
-    from legato_jax.train.evaluate import resolve_model
+    from legato_jax.model.io import resolve_model
 
     cfg = build_config(args)
     models = {}

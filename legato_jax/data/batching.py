@@ -14,6 +14,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from legato_jax.data.graph import Batch, FrameGraph, collate
+from legato_jax.errors import ConfigError
 
 
 def bucket(n: int, quantum: int, growth: float) -> int:
@@ -76,8 +77,13 @@ class BatchLoader:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise ConfigError(f"batch size {self.batch_size}: batch_size (--batch-size) must be >= 1")
         self._epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass over the data the `epoch`-th (0-based): its shuffle order is then the
+        one a run that never stopped would have used (resuming from a checkpoint)."""
+        self._epoch = int(epoch)
 
     def __len__(self) -> int:
         n = len(self.graphs)

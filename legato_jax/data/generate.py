@@ -23,7 +23,7 @@ from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read, write
 
-from legato_jax.data.ammonia import molecules_intact, random_ammonia_box
+from legato_jax.data.ammonia import molecules_intact, random_ammonia_packing
 from legato_jax.errors import ConfigError
 
 _K_B = units.kB  # eV/K
@@ -116,7 +116,7 @@ def _relaxed_start(cfg: AmmoniaGenConfig) -> Atoms:
     from ase.optimize import FIRE
 
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 10**6]))
-    atoms = random_ammonia_box(cfg.n_molecules, cfg.density, rng)
+    atoms = random_ammonia_packing(cfg.n_molecules, cfg.density, rng)
     atoms.calc = _calculator(cfg.method)
     FIRE(atoms, logfile=None).run(fmax=cfg.relax_fmax, steps=cfg.relax_steps)
     if not molecules_intact(atoms):

@@ -109,6 +109,21 @@ def frame_graph(frame: Frame, type_map: TypeMap, cutoff: float) -> FrameGraph:
     )
 
 
+def atoms_to_graph(atoms, type_map: TypeMap, cutoff: float) -> FrameGraph:
+    """An ASE `Atoms` (unlabelled: energy 0, forces 0) with its neighbour list at `cutoff` Å,
+    species mapped through `type_map`; for predictions on structures that are not data frames."""
+    where = f"atoms {atoms.get_chemical_formula()}"
+    species = type_map.indices(atoms.numbers, where)
+    if atoms.pbc.any() and atoms.pbc.all() and abs(atoms.cell.volume) < 1e-9:
+        raise DataError(f"{where}: periodic cell has zero volume; set a cell on the structure")
+    i, j, shifts = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
+    n = len(atoms)
+    return FrameGraph(
+        positions=atoms.positions, species=species, cell=atoms.cell.array, receivers=i, senders=j,
+        shifts=shifts, energy=0.0, forces=np.zeros((n, 3)), stress=None,
+    )
+
+
 def collate(
     frames: Sequence[FrameGraph],
     n_node: int,

@@ -137,7 +137,7 @@ def frame_from_atoms(
     cell = np.asarray(atoms.cell.array, dtype=float)
     _check_cell(cell, pbc, where)
     if min_distance > 0 and n > 1:
-        _check_min_distance(positions, cell, pbc, min_distance, where)
+        check_min_distance(positions, cell, pbc, min_distance, where)
 
     return Frame(
         positions=positions,
@@ -170,7 +170,8 @@ def _check_cell(cell: np.ndarray, pbc: np.ndarray, where: str) -> None:
             )
 
 
-def _check_min_distance(positions, cell, pbc, threshold: float, where: str) -> None:
+def check_min_distance(positions, cell, pbc, threshold: float, where: str) -> None:
+    """Raise a DataError naming the closest pair when two atoms are nearer than `threshold` Å."""
     from legato_jax.data.neighbors import neighbor_list
 
     i, j, _, d = neighbor_list(positions, cell, pbc, threshold, with_distances=True)
@@ -185,7 +186,7 @@ def _check_min_distance(positions, cell, pbc, threshold: float, where: str) -> N
 _COMPRESSED = {".xz": "lzma", ".gz": "gzip", ".bz2": "bz2"}
 
 
-def _read_images(path: Path, index: str, file_format: str | None):
+def read_images(path: str | Path, index: str = ":", file_format: str | None = None):
     """ase.io.read, decompressing .xz/.gz/.bz2 in memory first: ASE's own reader re-decompresses
     from the start for every frame it seeks to, which is quadratic in the number of frames."""
     import importlib
@@ -193,6 +194,7 @@ def _read_images(path: Path, index: str, file_format: str | None):
 
     from ase.io import read
 
+    path = Path(path)
     module = _COMPRESSED.get(path.suffix)
     if module is None:
         return read(path, index=index, format=file_format)
@@ -220,7 +222,7 @@ def read_frames(
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
     try:
-        images = _read_images(path, index, file_format)
+        images = read_images(path, index, file_format)
     except Exception as exc:  # ASE raises many types for unreadable files
         raise DataError(
             f"{path}: cannot be read by ASE ({type(exc).__name__}: {exc}); "

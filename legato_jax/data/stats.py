@@ -7,18 +7,9 @@ from typing import Sequence
 import numpy as np
 from ase.data import chemical_symbols
 
+from legato_jax.data.cell import perpendicular_widths
 from legato_jax.data.io import Frame
 from legato_jax.data.neighbors import neighbor_list
-
-
-def perpendicular_widths(cell: np.ndarray) -> np.ndarray:
-    """Distance between opposite faces of the cell along each lattice direction (Å)."""
-    volume = abs(np.linalg.det(cell))
-    a, b, c = cell
-    areas = np.array(
-        [np.linalg.norm(np.cross(b, c)), np.linalg.norm(np.cross(c, a)), np.linalg.norm(np.cross(a, b))]
-    )
-    return volume / areas
 
 
 def dataset_statistics(frames: Sequence[Frame], r_max: float = 6.0) -> dict:

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from ase import Atoms
 
+from legato_jax.data.ammonia import bonded_nitrogen, mean_nh_length
 from legato_jax.errors import ConfigError
 
 CRITERIA = ("temperature", "non_finite", "nh_bond", "lone_hydrogen", "min_distance")
@@ -35,24 +36,6 @@ class FailureCriteria:
         for name in ("nh_stretch", "lone_hydrogen", "min_distance"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"failure criterion {name} must be > 0 Å, got {getattr(self, name)}")
-
-
-def bonded_nitrogen(atoms: Atoms) -> np.ndarray:
-    """For each atom, the index of the nitrogen nearest to it if it is a hydrogen, else -1."""
-    n_idx = np.flatnonzero(atoms.numbers == 7)
-    owner = np.full(len(atoms), -1)
-    h_idx = np.flatnonzero(atoms.numbers == 1)
-    if len(n_idx) and len(h_idx):
-        d = atoms.get_all_distances(mic=True)[np.ix_(h_idx, n_idx)]
-        owner[h_idx] = n_idx[np.argmin(d, axis=1)]
-    return owner
-
-
-def mean_nh_length(atoms: Atoms) -> float:
-    """Mean length (Å) of the bonds of each hydrogen to its nearest nitrogen; 0 without any."""
-    owner = bonded_nitrogen(atoms)
-    h = np.flatnonzero(owner >= 0)
-    return float(np.mean([atoms.get_distance(i, owner[i], mic=True) for i in h])) if len(h) else 0.0
 
 
 def make_checks(criteria: FailureCriteria, atoms: Atoms, displacement: Callable,

@@ -6,25 +6,30 @@ step for that criterion, and once every criterion in `stop_on` has fired the rep
 (its state stops changing), so a blown-up replica never feeds NaNs to the others. A criterion
 that never fired is censored where its replica stopped. When at most
 half of the batch is still running, the batch is compacted to the running replicas at the next
-chunk boundary, so failed replicas stop costing compute. Overflow of any replica's list
-reallocates all lists (sized for the largest) and re-runs the chunk from its start.
+chunk boundary, so failed replicas stop costing compute (the smaller batch compiles once more).
+Overflow of any replica's list reallocates all lists (sized for the largest) and re-runs the
+chunk from its start. The stage/chunk loop is the MD engine's (`md/engine.py`); this module is
+its replica runner.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from ase import Atoms
 
+from legato_jax.errors import ConfigError
 from legato_jax.experiments.failure import CRITERIA, FailureCriteria, make_checks
 from legato_jax.md.energy import MDSystem
-from legato_jax.md.integrate import Stage, kinetic_energy, make_integrator, reallocate, start_stage, temperature
+from legato_jax.md.engine import block_scan, host_blocks, run_stages
+from legato_jax.md.integrate import (Stage, Start, allocate, kinetic_energy, make_integrator, reallocate, start_stage,
+                                     temperature)
+from legato_jax.md.recorder import Recorder
 from legato_jax.md.systems import initial_momenta, masses
 
 
@@ -39,6 +44,7 @@ class ReplicaResult:
     criteria: tuple[str, ...] = CRITERIA
     reallocations: int = 0
     wall_s: float = 0.0
+    compiles: int = 0
 
     @property
     def steps(self) -> int:
@@ -84,8 +90,9 @@ def _reallocate_all(system: MDSystem, positions, old):
     return big, jax.vmap(lambda p: _rebuilt(big, p, half))(positions)
 
 
-def _chunk_fn(system: MDSystem, apply_fn: Callable, check: Callable, stop_mask, every: int) -> Callable:
-    """chunk(states, nbrs, seen, blocks) -> ((states, nbrs, seen), fired[blocks, replicas, criteria]);
+def _chunk_fn(system: MDSystem, apply_fn: Callable, check: Callable, stop_mask, every: int, blocks: int) -> Callable:
+    """chunk(states, nbrs, seen, n_active) -> ((states, nbrs, seen), fired[blocks, replicas, criteria],
+    overflow of any replica's list);
     `seen` marks the criteria that have fired so far in each replica."""
     n = system.n_atoms
 
@@ -102,93 +109,141 @@ def _chunk_fn(system: MDSystem, apply_fn: Callable, check: Callable, stop_mask, 
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(alive, a, b), new, old)  # noqa: E731
         return keep(new_s, state), keep(new_b, nb), fired & alive
 
-    def chunk(states, nbrs_b, seen, blocks):
-        def body(carry, _):
-            s, b, seen = carry
-            alive = ~jnp.all(seen | ~stop_mask, axis=1)
-            s, b, fired = jax.vmap(one_block)(s, b, alive)
-            return (s, b, seen | fired), fired
+    def block(carry):
+        s, b, seen = carry
+        alive = ~jnp.all(seen | ~stop_mask, axis=1)
+        s, b, fired = jax.vmap(one_block)(s, b, alive)
+        return (s, b, seen | fired), fired
 
-        return jax.lax.scan(body, (states, nbrs_b, seen), None, length=blocks)
+    scan = block_scan(block, blocks)
 
-    return jax.jit(chunk, static_argnums=3)
+    def chunk(states, nbrs, seen, n_active):
+        (states, nbrs, seen), fired = scan((states, nbrs, seen), n_active)
+        return (states, nbrs, seen), fired, jnp.any(nbrs.did_buffer_overflow)
+
+    return jax.jit(chunk)
+
+
+class ReplicaCarry(NamedTuple):
+    """The batch between chunks: integrator states, lists and fired criteria per batch row, and
+    which replica each row holds."""
+
+    states: Any
+    nbrs: Any
+    seen: jax.Array  # (rows, criteria)
+    rows: np.ndarray  # batch row -> replica
+
+
+@dataclass
+class ReplicaRecord:
+    """Host-side record of every replica: when each criterion fired, where it stopped."""
+
+    first: np.ndarray  # (replicas, criteria), -1 never
+    stopped: np.ndarray  # (replicas,)
+    final: np.ndarray  # (replicas, n, 3)
+
+
+@dataclass
+class ReplicaRunner:
+    """The engine's runner for a batch of replicas through one stage: failed replicas are frozen,
+    and the batch is compacted once at most half of it still runs."""
+
+    system: MDSystem
+    chunk_fn: Callable
+    stop_mask: jax.Array
+    every: int
+    record: ReplicaRecord
+    template: Any = None  # the single-replica list whose capacity the batch shares
+    recorder: Recorder | None = None
+    on_chunk: Callable | None = None
+    seen_before: Any = None  # fired criteria at the start of the chunk in flight
+
+    def running(self, seen) -> np.ndarray:
+        return ~np.all(np.asarray(seen) | ~np.asarray(self.stop_mask), axis=1)
+
+    def chunk(self, carry: ReplicaCarry, n_active: int):
+        self.seen_before = carry.seen
+        (states, nbrs, seen), fired, overflow = self.chunk_fn(carry.states, carry.nbrs, carry.seen, n_active)
+        return ReplicaCarry(states, nbrs, seen, carry.rows), host_blocks(fired, n_active), bool(overflow)
+
+    def enlarge(self, carry: ReplicaCarry) -> ReplicaCarry:
+        self.template, nbrs = _reallocate_all(self.system, carry.states.position, self.template)
+        return carry._replace(nbrs=nbrs)
+
+    def accept(self, new: ReplicaCarry, fired: np.ndarray, first_step: int) -> ReplicaCarry:
+        rec, rows = self.record, new.rows
+        sub = rec.first[rows]
+        for b in range(fired.shape[0]):  # fired: (blocks, rows, criteria)
+            sub[fired[b] & (sub < 0)] = first_step + (b + 1) * self.every
+        rec.first[rows] = sub
+        was_running = self.running(self.seen_before)
+        ended = was_running & ~self.running(new.seen)
+        rec.stopped[rows[ended]] = np.max(np.where(np.asarray(self.stop_mask), sub, -1), axis=1)[ended]
+        rec.final[rows] = np.asarray(new.states.position)
+        if self.recorder is not None:
+            self.recorder.advance(fired.shape[0] * self.every)
+        if self.on_chunk is not None:
+            self.on_chunk(first_step + fired.shape[0] * self.every, rec.first)
+        keep = np.flatnonzero(self.running(new.seen))
+        if 0 < len(keep) <= len(rows) // 2:  # compact: stopped replicas stop costing compute
+            return ReplicaCarry(_rows(new.states, keep), _rows(new.nbrs, keep), new.seen[keep], rows[keep])
+        return new
+
+    def stopped(self, carry: ReplicaCarry) -> bool:
+        return not self.running(carry.seen).any()
 
 
 def run_replicas(system: MDSystem, atoms: Atoms, stages: Stage | Sequence[Stage], replicas: int, *,
                  seed: int = 0, temperature_K: float | None = None, hydrogen_mass: float | None = None,
                  criteria: FailureCriteria = FailureCriteria(), stop_on: tuple[str, ...] = CRITERIA,
                  every: int = 10, chunk_steps: int = 1000, on_chunk: Callable | None = None,
-                 replica_ids=None) -> ReplicaResult:
+                 replica_ids=None, progress: bool = False) -> ReplicaResult:
     """Advance `replicas` copies of `atoms` through `stages` in order (velocities at `temperature_K`,
     default the first stage's, from keys fold_in(seed, id), ids 0..replicas-1 unless `replica_ids`
     names them) and return when each criterion first fired in each replica.
 
-    `on_chunk(step, first_failure)` is called after every chunk with the global step reached."""
+    `on_chunk(step, first_failure)` is called after every chunk with the global step reached;
+    `progress` shows a bar over the steps of the longest-running replica."""
     stages = (stages,) if isinstance(stages, Stage) else tuple(stages)
     for s in stages:
         if s.steps % every:
-            raise ValueError(f"a stage of {s.steps} steps is not a multiple of the check interval {every}")
+            raise ConfigError(f"a stage of {s.steps} steps is not a multiple of the check interval {every}")
     if chunk_steps % every:
-        raise ValueError(f"chunk ({chunk_steps}) must be a multiple of every ({every})")
-    start = time.perf_counter()
+        raise ConfigError(f"chunk ({chunk_steps}) must be a multiple of every ({every})")
+    if not set(stop_on) <= set(CRITERIA) or not stop_on:
+        raise ConfigError(f"stop_on must name some of {list(CRITERIA)}, got {list(stop_on)}")
+    ids = np.arange(replicas) if replica_ids is None else np.asarray(replica_ids)
+    if ids.shape != (replicas,):
+        raise ConfigError(f"replica_ids must name {replicas} replicas")
+    recorder = Recorder(stages, every, system.n_atoms * replicas, system.volume, name=f"{replicas} replicas",
+                        progress=progress, thermo=False)
     R0 = system.wrap(jnp.asarray(atoms.positions, jnp.result_type(float)))  # the x64 setting's float
     mass = jnp.asarray(masses(atoms, hydrogen_mass), R0.dtype)[:, None]
     t0 = stages[0].temperature_K if temperature_K is None else temperature_K
-    ids = np.arange(replicas) if replica_ids is None else np.asarray(replica_ids)
-    if ids.shape != (replicas,):
-        raise ValueError(f"replica_ids must name {replicas} replicas")
     keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.PRNGKey(seed), r))(jnp.asarray(ids))
     momenta = jax.vmap(lambda k: initial_momenta(k, mass, t0))(keys)
-    positions = _stack(R0, replicas)
-    nbrs = system.neighbor_fn.allocate(R0)
-    while bool(nbrs.did_buffer_overflow):
-        nbrs = reallocate(system, R0, nbrs)
-    batch_nbrs = _stack(nbrs, replicas)
+    nbrs = allocate(system, R0)
     check = make_checks(criteria, atoms, system.displacement_fn, system.cutoff)
     stop_mask = jnp.asarray([c in stop_on for c in CRITERIA])
+    record = ReplicaRecord(np.full((replicas, len(CRITERIA)), -1), np.full(replicas, sum(s.steps for s in stages)),
+                           np.array(_stack(R0, replicas)))
+    blocks = max(1, chunk_steps // every)
+    runner = ReplicaRunner(system, None, stop_mask, every, record, nbrs, recorder, on_chunk)
 
-    if not set(stop_on) <= set(CRITERIA) or not stop_on:
-        raise ValueError(f"stop_on must name some of {CRITERIA}, got {stop_on}")
-    first = np.full((replicas, len(CRITERIA)), -1)
-    stopped = np.full(replicas, sum(s.steps for s in stages))
-    final = np.array(positions)
-    rows = np.arange(replicas)  # batch row -> replica
-    seen = jnp.zeros((replicas, len(CRITERIA)), bool)
-    running = lambda seen: ~np.all(np.asarray(seen) | ~np.asarray(stop_mask), axis=1)  # noqa: E731
-    done, reallocs = 0, 0
-    for k, stage in enumerate(stages):
+    def begin(k: int, stage: Stage, carry: ReplicaCarry):
         init_fn, apply_fn = make_integrator(system, stage)
-        stage_keys = jax.vmap(lambda key: jax.random.fold_in(key, k + 1))(keys[rows])
+        stage_keys = jax.vmap(lambda key: jax.random.fold_in(key, k + 1))(keys[carry.rows])
         states = jax.vmap(lambda key, R, p, nb: start_stage(init_fn, key, R, mass, p, nb))(
-            stage_keys, positions, momenta, batch_nbrs)
-        chunk = _chunk_fn(system, apply_fn, check, stop_mask, every)
-        stage_done = 0
-        while stage_done < stage.steps and running(seen).any():
-            blocks = min(chunk_steps, stage.steps - stage_done) // every
-            while True:
-                (new_states, new_nbrs, new_seen), fired = chunk(states, batch_nbrs, seen, blocks)
-                if not bool(jnp.any(new_nbrs.did_buffer_overflow)):
-                    break
-                reallocs += 1
-                nbrs, batch_nbrs = _reallocate_all(system, states.position, nbrs)
-            fired = np.asarray(fired)  # (blocks, rows, criteria)
-            was_running = running(seen)
-            sub = first[rows]
-            for b in range(fired.shape[0]):
-                sub[fired[b] & (sub < 0)] = done + stage_done + (b + 1) * every
-            first[rows] = sub
-            ended = was_running & ~running(new_seen)
-            stopped[rows[ended]] = np.max(np.where(np.asarray(stop_mask), sub, -1), axis=1)[ended]
-            states, batch_nbrs, seen = new_states, new_nbrs, new_seen
-            stage_done += blocks * every
-            final[rows] = np.asarray(states.position)
-            if on_chunk is not None:
-                on_chunk(done + stage_done, first)
-            keep = np.flatnonzero(running(seen))
-            if 0 < len(keep) <= len(rows) // 2:  # compact: stopped replicas stop costing compute
-                states, batch_nbrs, seen, rows = _rows(states, keep), _rows(batch_nbrs, keep), seen[keep], rows[keep]
-        positions, momenta = states.position, states.momentum
-        done += stage.steps
-        if not running(seen).any():
-            break
-    return ReplicaResult(first, stopped, stages, final, reallocations=reallocs, wall_s=time.perf_counter() - start)
+            stage_keys, carry.states.position, carry.states.momentum, carry.nbrs)
+        runner.chunk_fn = _chunk_fn(system, apply_fn, check, stop_mask, every, blocks)
+        return runner, carry._replace(states=states)
+
+    start = ReplicaCarry(Start(_stack(R0, replicas), momenta), _stack(nbrs, replicas),
+                         jnp.zeros((replicas, len(CRITERIA)), bool), np.arange(replicas))
+    try:
+        run_stages(begin, start, stages, every, chunk_steps, tally=recorder.tally)
+    finally:
+        recorder.close()
+    summary = recorder.summary()
+    return ReplicaResult(record.first, record.stopped, stages, record.final, reallocations=summary["nl_reallocations"],
+                         wall_s=summary["wall_s"], compiles=summary["compiles"])

@@ -44,7 +44,7 @@ def train_one(cfg: RhoScanConfig, rho: float, log: Callable[[str], None]):
     trainer = Trainer(train_cfg, progress=False)
     done = train_cfg.run_dir / "best.npz"
     if done.exists():
-        from legato_jax.train.evaluate import resolve_model
+        from legato_jax.model.io import resolve_model
 
         log(f"rho {rho:g}: reusing {train_cfg.run_dir}")
         _, params, _ = resolve_model(train_cfg.run_dir)

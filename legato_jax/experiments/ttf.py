@@ -17,15 +17,12 @@ from legato_jax.data.graph import TypeMap
 from legato_jax.errors import ConfigError
 from legato_jax.experiments.failure import CRITERIA, FailureCriteria
 from legato_jax.experiments.replicas import ReplicaResult, run_replicas
-from legato_jax.experiments.scaling import fit_beta
+from legato_jax.experiments.fidelity import fit_beta
 from legato_jax.md.energy import model_energy
 from legato_jax.md.integrate import Stage
 from legato_jax.md.run import with_precision
-from legato_jax.md.systems import AMMONIA_CELL_MOLECULES, ammonia_box
+from legato_jax.data.ammonia import AMMONIA_CELL_MOLECULES, ATOMS_PER_MOLECULE, liquid_ammonia
 from legato_jax.model.potential import Potential
-
-ATOMS_PER_MOLECULE = 4
-
 
 @dataclass(frozen=True)
 class TTFConfig:
@@ -102,7 +99,7 @@ def summarize(steps: np.ndarray, time_ps: np.ndarray, failed: np.ndarray) -> dic
 def run_size(potential: Potential, params, n_atoms: int, cfg: TTFConfig, on_chunk: Callable | None = None
              ) -> ReplicaResult:
     """All replicas of one model at one size."""
-    atoms = ammonia_box(n_atoms // ATOMS_PER_MOLECULE, cfg.density)
+    atoms = liquid_ammonia(n_atoms // ATOMS_PER_MOLECULE, cfg.density)
     species = TypeMap(tuple(potential.config.species)).indices(atoms.numbers, f"--sizes {n_atoms}")
     double = (cfg.precision or potential.config.dtype) == "float64"
     with jax.enable_x64(True) if double else contextlib.nullcontext():
@@ -146,7 +143,7 @@ def run_ttf(models: dict[str, tuple[Potential, object]], cfg: TTFConfig, log: Ca
 
             res = run_size(potential, params, n, cfg, progress)
             sizes[str(n)] = {c: summarize(*res.times(c)) for c in cfg.criteria}
-            cost[str(n)] = {"wall_s": res.wall_s, "nl_reallocations": res.reallocations}
+            cost[str(n)] = {"wall_s": res.wall_s, "nl_reallocations": res.reallocations, "compiles": res.compiles}
         out["models"][name] = {"sizes": sizes, "beta": fit_model(sizes, cfg.criteria), "cost": cost}
     return out
 

@@ -1,9 +1,16 @@
-"""Molecular dynamics with jax-md driven by a trained model."""
+"""Molecular dynamics with jax-md driven by a trained model: one engine (`engine`), the model as
+a jax-md energy with an exact neighbour list for any periodic cell (`energy`, `image_list`),
+the single-system runner (`integrate`), the recorder, and runs (`run`)."""
 
-from legato_jax.md.energy import MDSystem, check_cell, model_energy
-from legato_jax.md.integrate import Stage
+from legato_jax.md.energy import MDSystem, check_cell, list_kind, minimum_image_is_exact, model_energy
+from legato_jax.md.engine import CompileCounter, Runner, block_scan, run_stages, stage_chunks
+from legato_jax.md.image_list import ImageList, image_neighbor_list
+from legato_jax.md.integrate import Stage, StageRunner
+from legato_jax.md.recorder import MDUnstable, Recorder
 from legato_jax.md.run import MDConfig, MDResult, load_preset, run_md
-from legato_jax.md.systems import ammonia_box, load_structure, replicate
+from legato_jax.md.systems import load_structure, replicate
 
-__all__ = ["MDConfig", "MDResult", "MDSystem", "Stage", "ammonia_box", "check_cell", "load_preset",
-           "load_structure", "model_energy", "replicate", "run_md"]
+__all__ = ["CompileCounter", "ImageList", "MDConfig", "MDResult", "MDSystem", "MDUnstable", "Recorder", "Runner",
+           "Stage", "StageRunner", "block_scan", "check_cell", "image_neighbor_list", "list_kind", "load_preset",
+           "load_structure", "minimum_image_is_exact", "model_energy", "replicate", "run_md", "run_stages",
+           "stage_chunks"]

@@ -1,11 +1,12 @@
 """A trained model as a jax-md energy function: positions (+ a jax-md neighbour list) -> energy.
 
-The neighbour list is jax-md's Sparse list in real coordinates (edges i -> j with their minimum
-image), so every jax-md integrator can drive the model. Minimum image is only exact when every
-perpendicular width of the cell is at least 2 x (r_max + skin); narrower cells are refused.
-Orthorhombic cells use `space.periodic`, whose neighbour list switches to cell lists once the box
-holds three cells of r_max + skin per side; triclinic cells use `space.periodic_general`, where
-jax-md only offers the O(N^2) candidate search in real coordinates.
+Where every perpendicular width of the cell is at least 2 x (r_max + skin), minimum image is exact
+and the list is jax-md's Sparse list in real coordinates: orthorhombic cells use `space.periodic`,
+whose list switches to cell lists once the box holds three cells of r_max + skin per side;
+triclinic cells use `space.periodic_general` (jax-md's O(N^2) candidate search). Narrower cells
+(a 64-atom training cell, say) use the image-shift list of `md/image_list.py`, which holds every
+image of every neighbour, with free-space integration (positions unwrapped, shifts following
+them). Either way every jax-md integrator drives the model through `energy_fn(R, neighbor)`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax_md import partition, space
 
-from legato_jax.data.stats import perpendicular_widths
+from legato_jax.data.cell import is_orthorhombic, perpendicular_widths
 from legato_jax.errors import ConfigError
+from legato_jax.md.image_list import ImageList, image_neighbor_list
 from legato_jax.model.potential import Potential
 
 
@@ -51,47 +53,65 @@ class MDSystem:
         return frac @ cell
 
 
-def is_orthorhombic(cell: np.ndarray) -> bool:
-    cell = np.asarray(cell)
-    return bool(np.allclose(cell - np.diag(np.diag(cell)), 0.0, atol=1e-10))
-
-
-def check_cell(cell: np.ndarray, cutoff: float, where: str = "structure") -> None:
-    """Refuse cells where minimum image would miss neighbours of the model's cutoff + skin."""
+def check_cell(cell: np.ndarray, where: str = "structure") -> None:
+    """MD needs a periodic cell with a volume."""
     cell = np.asarray(cell)
     if cell.shape != (3, 3) or abs(np.linalg.det(cell)) < 1e-9:
         raise ConfigError(f"{where}: MD needs a periodic cell with a non-zero volume; set a cell on the structure")
-    widths = perpendicular_widths(cell)
-    if widths.min() < 2 * cutoff:
-        axis = int(np.argmin(widths))
-        need = int(np.ceil(2 * cutoff / widths[axis]))
-        raise ConfigError(
-            f"{where}: cell width {widths[axis]:.3f} Å along lattice vector {axis} is below "
-            f"2 x (r_max + skin) = {2 * cutoff:.3f} Å, so minimum-image MD would miss neighbours; "
-            f"replicate the cell (e.g. --replicate with {need} along that axis)"
-        )
+
+
+def minimum_image_is_exact(cell: np.ndarray, cutoff: float) -> bool:
+    """Every perpendicular width is at least 2 x cutoff, so no pair has two images in range."""
+    return bool(perpendicular_widths(cell).min() >= 2 * cutoff)
+
+
+def list_kind(nbrs) -> str:
+    """Which search holds a list: image shifts (dense or binned), jax-md's cell list, or its
+    all-pairs search."""
+    if isinstance(nbrs, ImageList):
+        return f"image shifts ({'binned' if nbrs.bin_capacity else 'dense'})"
+    return "cell list" if getattr(nbrs, "cell_list_fn", None) is not None else "all pairs"
 
 
 def model_energy(potential: Potential, params, species: np.ndarray, cell: np.ndarray, skin: float = 0.5,
                  capacity_multiplier: float = 1.25, where: str = "structure") -> MDSystem:
-    """jax-md energy function and Sparse neighbour list (cutoff r_max + skin) for a periodic cell."""
+    """jax-md energy function and neighbour list (cutoff r_max + skin) for a periodic cell:
+    jax-md's minimum-image Sparse list where that is exact, the image-shift list otherwise."""
     r_max = potential.config.r_max
     if skin < 0:
         raise ConfigError(f"neighbour-list skin must be >= 0 Å, got {skin}")
-    check_cell(cell, r_max + skin, where)
+    check_cell(cell, where)
     cell = np.asarray(cell, dtype=np.float64)
     dtype = potential.dtype
-    if is_orthorhombic(cell):
-        box = jnp.asarray(np.diag(cell), dtype)
-        displacement, shift = space.periodic(box)
-    else:
-        box = jnp.asarray(cell.T, dtype)  # jax-md: columns are lattice vectors
-        displacement, shift = space.periodic_general(box, fractional_coordinates=False)
-    neighbor_fn = partition.neighbor_list(
-        displacement, box, r_max, dr_threshold=skin, capacity_multiplier=capacity_multiplier,
-        fractional_coordinates=False, format=partition.Sparse,
-    )
     n = int(len(species))
+    if minimum_image_is_exact(cell, r_max + skin):
+        if is_orthorhombic(cell):
+            box = jnp.asarray(np.diag(cell), dtype)
+            displacement, shift = space.periodic(box)
+        else:
+            box = jnp.asarray(cell.T, dtype)  # jax-md: columns are lattice vectors
+            displacement, shift = space.periodic_general(box, fractional_coordinates=False)
+        neighbor_fn = partition.neighbor_list(
+            displacement, box, r_max, dr_threshold=skin, capacity_multiplier=capacity_multiplier,
+            fractional_coordinates=False, format=partition.Sparse,
+        )
+
+        def edge_vectors(R_pad, neighbor):
+            receivers, senders = neighbor.idx
+            return jax.vmap(displacement)(R_pad[senders], R_pad[receivers])
+    else:
+        try:
+            neighbor_fn = image_neighbor_list(cell, r_max + skin, skin, n, capacity_multiplier)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        # positions stay unwrapped (the list's shifts follow them); minimum image for observers
+        displacement, _ = space.periodic_general(jnp.asarray(cell.T, dtype), fractional_coordinates=False)
+        _, shift = space.free()
+        cell_j = jnp.asarray(cell, dtype)
+
+        def edge_vectors(R_pad, neighbor):
+            return R_pad[neighbor.senders] - R_pad[neighbor.receivers] + neighbor.shifts.astype(R_pad.dtype) @ cell_j
+
     species_pad = jnp.asarray(np.concatenate([np.asarray(species), [0]]), jnp.int32)
     node_mask = jnp.arange(n + 1) < n
     far = jnp.array([2.0 * r_max + 1.0, 0.0, 0.0], dtype)
@@ -102,8 +122,7 @@ def model_energy(potential: Potential, params, species: np.ndarray, cell: np.nda
         receivers, senders = neighbor.idx
         mask = receivers < n
         R_pad = jnp.concatenate([R, jnp.zeros((1, 3), R.dtype)], axis=0)
-        vec = jax.vmap(displacement)(R_pad[senders], R_pad[receivers])
-        vec = vec @ (jnp.eye(3, dtype=R.dtype) + strain)
+        vec = edge_vectors(R_pad, neighbor) @ (jnp.eye(3, dtype=R.dtype) + strain)
         vec = jnp.where(mask[:, None], vec, far)
         with jax.default_matmul_precision("highest"):
             atom = module.apply(params, vec, species_pad, senders, receivers, mask, node_mask)

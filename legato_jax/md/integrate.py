@@ -1,11 +1,8 @@
 """jax-md integrators run in `lax.scan` chunks, with neighbour-list overflow detection and re-runs.
 
-A chunk is `blocks` observation blocks of `every` steps. Inside a block the integrator steps and
-updates the neighbour list; at its end the thermo quantities (and optionally a frame) are taken.
-After each chunk the host checks the list's overflow flag; on overflow it reallocates from the
-chunk's start positions and re-runs the chunk from its start state, so no step computed with an
-overflowed list is ever kept. The chunk length is fixed and blocks past the stage's end are
-skipped by `lax.cond`, so a stage compiles once whatever its number of steps.
+Inside a block of `every` steps the integrator steps and updates the neighbour list; at its end
+the thermo quantities (and optionally a frame) are taken. The chunk loop, the skipped blocks and
+the overflow re-runs are the engine's (`md/engine.py`); this module is the single-system runner.
 """
 
 from __future__ import annotations
@@ -16,12 +13,12 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from ase import units as ase_units
 from jax_md import simulate
 
 from legato_jax.errors import ConfigError
 from legato_jax.md.energy import MDSystem
+from legato_jax.md.engine import Tally, block_scan, host_blocks, stage_chunks
 
 FS = ase_units.fs  # one femtosecond in jax-md's metal time unit = ASE's, sqrt(amu Å^2 / eV)
 KB = 8.617333262e-5  # eV/K
@@ -62,6 +59,13 @@ def make_integrator(system: MDSystem, stage: Stage) -> tuple[Callable, Callable]
     if stage.ensemble == "nose-hoover":
         return simulate.nvt_nose_hoover(system.energy_fn, system.shift_fn, dt, kT, tau=stage.tau_fs * FS)
     return simulate.nvt_langevin(system.energy_fn, system.shift_fn, dt, kT, gamma=1.0 / (stage.tau_fs * FS))
+
+
+class Start(NamedTuple):
+    """Where a stage starts from: the previous stage's end, or the initial conditions."""
+
+    position: jax.Array
+    momentum: jax.Array
 
 
 def start_stage(init_fn: Callable, key: jax.Array, position, mass, momentum, nbrs) -> Any:
@@ -130,29 +134,23 @@ def make_chunk(system: MDSystem, stage: Stage, apply_fn: Callable, every: int, b
         extra = (state.position, state.momentum, state.force) if frames else (None, None, None)
         return Observation(pe, ke, conserved, stress, rebuilds, *extra)
 
-    def block(carry, index, n_active):
-        state, nbrs = carry
+    def block(carry):
+        s, n, rebuilds = jax.lax.fori_loop(0, every, step, (*carry, jnp.int32(0)))
+        return (s, n), observe(s, n, rebuilds)
 
-        def run(c):
-            s, n = c
-            s, n, rebuilds = jax.lax.fori_loop(0, every, step, (s, n, jnp.int32(0)))
-            return (s, n), observe(s, n, rebuilds)
-
-        def skip(c):
-            return c, jax.tree.map(jnp.zeros_like, jax.eval_shape(lambda: observe(*c, jnp.int32(0))))
-
-        return jax.lax.cond(index < n_active, run, skip, carry)
+    scan = block_scan(block, blocks)
 
     @jax.jit
     def chunk(state, nbrs, n_active):
-        return jax.lax.scan(lambda c, i: block(c, i, n_active), (state, nbrs), jnp.arange(blocks))
+        return scan((state, nbrs), n_active)
 
     return chunk
 
 
 @dataclass
 class StageRunner:
-    """Runs one stage chunk by chunk on the host; overflowed chunks are re-run after reallocating."""
+    """The engine's runner for one system through one stage; the carry is (state, nbrs).
+    Overflowed chunks are re-run after reallocating the list from the chunk's start."""
 
     system: MDSystem
     stage: Stage
@@ -160,35 +158,41 @@ class StageRunner:
     every: int = 10
     chunk_steps: int = 1000
     frames: bool = False
-    reallocations: int = 0
-    compiles: int = 0
 
     def __post_init__(self) -> None:
         if self.every < 1:
             raise ConfigError(f"the observation interval must be >= 1 step, got {self.every}")
         self.blocks = max(1, self.chunk_steps // self.every)
         self._chunk = make_chunk(self.system, self.stage, self.apply_fn, self.every, self.blocks, self.frames)
+        self.tally = Tally()
+
+    @property
+    def reallocations(self) -> int:
+        return self.tally.reallocations
+
+    @property
+    def compiles(self) -> int:
+        return self.tally.compiles.count
+
+    def chunk(self, carry, n_active: int):
+        (state, nbrs), obs = self._chunk(*carry, n_active)
+        return (state, nbrs), host_blocks(obs, n_active), bool(nbrs.did_buffer_overflow)
+
+    def enlarge(self, carry):
+        state, nbrs = carry
+        return state, reallocate(self.system, state.position, nbrs)
+
+    def accept(self, carry, obs, first_step: int):
+        return carry
+
+    def stopped(self, carry) -> bool:
+        return False
 
     def chunks(self, state, nbrs, steps: int):
-        """Yields (first_step, state, nbrs, Observation on the host) after each completed chunk;
-        the observation covers `n_blocks` blocks (its arrays are cut to them)."""
-        if steps % self.every:
-            raise ConfigError(f"steps ({steps}) must be a multiple of the observation interval ({self.every})")
-        done = 0
-        while done < steps:
-            n_active = min(self.blocks, (steps - done) // self.every)
-            while True:
-                before = self._chunk._cache_size()
-                (new_state, new_nbrs), obs = self._chunk(state, nbrs, n_active)
-                self.compiles += self._chunk._cache_size() - before
-                if not bool(new_nbrs.did_buffer_overflow):
-                    break
-                self.reallocations += 1
-                nbrs = reallocate(self.system, state.position, nbrs)
-            obs = jax.tree.map(lambda a: np.asarray(a)[:n_active], jax.device_get(obs))
-            state, nbrs = new_state, new_nbrs
-            yield done, state, nbrs, obs
-            done += n_active * self.every
+        """Yields (first_step, state, nbrs, Observation on the host) after each completed chunk."""
+        for first, (state, nbrs), obs in stage_chunks(self, (state, nbrs), steps, self.every, self.blocks,
+                                                      self.tally):
+            yield first, state, nbrs, obs
 
 
 def allocate(system: MDSystem, position) -> Any:

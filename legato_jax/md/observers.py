@@ -130,7 +130,7 @@ def format_summary(summary: dict) -> str:
              f"{summary['atom_steps_per_s']:.3g} atom-steps/s; neighbour list: {summary['nl_rebuilds']} rebuilds, "
              f"{summary['nl_reallocations']} reallocations, " + (
                  f"{summary['domains']} domains ({summary['backend']})" if "domains" in summary
-                 else f"cell list {'on' if summary['cell_list'] else 'off'}")]
+                 else summary.get("neighbour_list", f"cell list {'on' if summary['cell_list'] else 'off'}"))]
     for k, s in enumerate(summary["stages"]):
         if "temperature_K" not in s:
             continue

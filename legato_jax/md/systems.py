@@ -1,5 +1,5 @@
-"""MD systems: liquid-ammonia boxes replicated from an equilibrated cell, structures from files,
-masses, and initial velocities."""
+"""MD systems: structures from files checked for MD, replication, masses, and initial velocities.
+The ammonia builders live in `legato_jax.data.ammonia`."""
 
 from __future__ import annotations
 
@@ -11,13 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 from ase import Atoms
 
-from legato_jax.data.io import _check_min_distance, _read_images
+from legato_jax.data.io import check_min_distance, read_images
 from legato_jax.errors import ConfigError, DataError
 
-AMMONIA_CELL = Path(__file__).parent / "structures" / "ammonia_64.extxyz"
-AMMONIA_CELL_MOLECULES = 16
-NH3_MASS_G_PER_MOL = 17.031
-AMU_PER_A3_TO_G_PER_CM3 = 1.66053906660
+__all__ = ["check_structure", "initial_momenta", "load_structure", "masses", "replicate"]
 
 
 def load_structure(path: str | Path, index: int = -1, min_distance: float = 0.5) -> Atoms:
@@ -26,7 +23,7 @@ def load_structure(path: str | Path, index: int = -1, min_distance: float = 0.5)
     if not path.is_file():
         raise DataError(f"{path}: no such structure file")
     try:
-        atoms = _read_images(path, str(index), None)
+        atoms = read_images(path, str(index))
     except Exception as exc:  # ASE raises many types on malformed files
         raise DataError(f"{path}: cannot read a structure ({type(exc).__name__}: {exc})") from exc
     check_structure(atoms, f"{path}, frame {index}", min_distance)
@@ -48,7 +45,7 @@ def check_structure(atoms: Atoms, where: str, min_distance: float = 0.5) -> None
     if abs(atoms.cell.volume) < 1e-6:
         raise DataError(f"{where}: the cell has zero volume; set the Lattice of the structure")
     if min_distance > 0:
-        _check_min_distance(pos, atoms.cell.array, atoms.pbc, min_distance, where)
+        check_min_distance(pos, atoms.cell.array, atoms.pbc, min_distance, where)
 
 
 def replicate(atoms: Atoms, reps: Sequence[int]) -> Atoms:
@@ -57,62 +54,6 @@ def replicate(atoms: Atoms, reps: Sequence[int]) -> Atoms:
     if len(reps) != 3 or min(reps) < 1:
         raise ConfigError(f"--replicate needs three integers >= 1, got {list(reps)}")
     return atoms.repeat(reps)
-
-
-def ammonia_box(n_molecules: int, density: float | None = None) -> Atoms:
-    """Liquid ammonia with `n_molecules` molecules: the shipped equilibrated 16-molecule cell
-    (GFN1-xTB, 200 K, 0.68 g/cm^3) replicated a x b x c, as close to cubic as the count allows;
-    optionally rescaled (molecules rigid, centres scaled) to `density` in g/cm^3."""
-    base = AMMONIA_CELL_MOLECULES
-    if n_molecules < base or n_molecules % base:
-        raise ConfigError(
-            f"--ammonia {n_molecules}: the box is built by replicating the equilibrated "
-            f"{base}-molecule cell, so the count must be {base} x a x b x c "
-            f"(e.g. {base * 8} or {base * 27}); or give --structure FILE"
-        )
-    atoms = replicate(_read_images(AMMONIA_CELL, "0", None), _near_cubic(n_molecules // base))
-    if density is not None:
-        atoms = set_density(atoms, density)
-    return atoms
-
-
-def _near_cubic(k: int) -> tuple[int, int, int]:
-    """a <= b <= c with a*b*c = k and the smallest spread."""
-    best = (1, 1, k)
-    for a in range(1, round(k ** (1 / 3)) + 2):
-        if k % a:
-            continue
-        for b in range(a, int(np.sqrt(k // a)) + 1):
-            if (k // a) % b == 0:
-                c = k // a // b
-                if c - a < best[2] - best[0]:
-                    best = (a, b, c)
-    return best
-
-
-def ammonia_density(atoms: Atoms) -> float:
-    """Mass density in g/cm^3 (with standard masses)."""
-    return float(np.sum(Atoms(atoms.numbers).get_masses()) / atoms.cell.volume * AMU_PER_A3_TO_G_PER_CM3)
-
-
-def set_density(atoms: Atoms, density: float) -> Atoms:
-    """Scale the cell isotropically to `density` g/cm^3, moving each NH3 rigidly with its N."""
-    if not density > 0:
-        raise ConfigError(f"--density must be > 0 g/cm^3, got {density}")
-    scale = (ammonia_density(atoms) / density) ** (1 / 3)
-    out = atoms.copy()
-    pos = out.positions
-    n_idx = np.flatnonzero(out.numbers == 7)
-    if len(n_idx) == 0:
-        raise ConfigError("--density rescales NH3 molecules, but the structure has no nitrogen")
-    d = out.get_distances  # per-H nearest N under minimum image
-    owner = np.array([n_idx[np.argmin(d(i, n_idx, mic=True))] if z != 7 else i for i, z in enumerate(out.numbers)])
-    offset = np.array([out.get_distance(owner[i], i, mic=True, vector=True) for i in range(len(out))])
-    new_n = pos[owner] * scale
-    out.set_cell(out.cell.array * scale, scale_atoms=False)
-    out.positions = new_n + offset
-    out.wrap()
-    return out
 
 
 def masses(atoms: Atoms, hydrogen_mass: float | None = None) -> np.ndarray:

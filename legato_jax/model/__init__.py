@@ -2,8 +2,8 @@
 
 from legato_jax.model.allegro import Allegro
 from legato_jax.model.config import AllegroConfig, ModelStats
-from legato_jax.model.io import load_model, save_model
+from legato_jax.model.io import load_model, resolve_model, save_model
 from legato_jax.model.potential import Potential, Prediction, parameter_count
 
 __all__ = ["Allegro", "AllegroConfig", "ModelStats", "Potential", "Prediction", "load_model",
-           "parameter_count", "save_model"]
+           "parameter_count", "resolve_model", "save_model"]

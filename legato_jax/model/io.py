@@ -55,3 +55,13 @@ def load_model(path: str | Path) -> tuple[Potential, dict, dict]:
     stats = ModelStats(**meta["stats"])
     params = unflatten_dict(flat, sep="/")
     return Potential(config, stats), params, meta.get("extra", {})
+
+
+def resolve_model(path: str | Path) -> tuple[Potential, dict, dict]:
+    """A training run directory (its best.npz) or a model file -> (potential, params, extra)."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "best.npz").exists():
+            raise ConfigError(f"{path}: run directory has no best.npz yet (train at least one epoch)")
+        path = path / "best.npz"
+    return load_model(path)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from legato_jax.errors import ConfigError
-from legato_jax.md.energy import is_orthorhombic
+from legato_jax.data.cell import is_orthorhombic
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from jax import lax
 from jax_md import simulate, space
 from jax_md.util import f32
 
+from legato_jax.errors import ConfigError
+from legato_jax.md.engine import block_scan
 from legato_jax.md.integrate import FS, KB, Stage, nose_hoover_invariant
 from legato_jax.model.potential import Potential
 from legato_jax.parallel.domains import DomainGrid
@@ -57,6 +59,13 @@ class DomainObservation(NamedTuple):
     frames: tuple | None  # (position, momentum, force, ids) per block
 
 
+def check_ensemble(stage: Stage) -> None:
+    """Domains run NVE and Nose-Hoover stages (Langevin noise per domain is not wired)."""
+    if stage.ensemble not in ("nve", "nose-hoover"):
+        raise ConfigError(f"--domains runs nve and nose-hoover stages; this run has a {stage.ensemble} stage "
+                          f"(use a Nose-Hoover preset or run it on one domain)")
+
+
 def thermostat(stage: Stage):
     """jax-md's Nose-Hoover chain functions for a stage, with nvt_nose_hoover's settings."""
     dt, tau = f32(stage.dt_fs * FS), f32(stage.tau_fs * FS)
@@ -76,8 +85,7 @@ def make_domain_chunk(potential: Potential, params, grid: DomainGrid, caps: Capa
     """chunk(rows, chain, n_active) -> (rows, chain, DomainObservation, overflow): `blocks` blocks of
     `every` steps of which the first `n_active` run. Lists are built at the chunk's start;
     `heartbeat` is called on the host after every block (a watchdog's sign of progress)."""
-    if stage.ensemble not in ("nve", "nose-hoover"):
-        raise ValueError(f"decomposed MD runs nve and nose-hoover stages, not {stage.ensemble}")
+    check_ensemble(stage)
     energy = domain_energy_fn(potential, params, backend)
     cutoff = potential.config.r_max + skin
     dt, kT, dof = f32(stage.dt_fs * FS), KB * stage.temperature_K, 3 * n_atoms
@@ -138,22 +146,18 @@ def make_domain_chunk(potential: Potential, params, grid: DomainGrid, caps: Capa
         shot = (md.position, md.momentum, md.force, state.ids) if frames else None
         return DomainObservation(pe, ke, conserved, stress, rebuilds, shot)
 
-    def block(state, index, n_active):
-        def run(s):
-            s, rebuilds = lax.fori_loop(0, every, step, (s, jnp.int32(0)))
-            obs = observe(s, rebuilds)
-            if heartbeat is not None:
-                jax.debug.callback(lambda _: heartbeat(), obs.potential)
-            return s, obs
+    def block(s):
+        s, rebuilds = lax.fori_loop(0, every, step, (s, jnp.int32(0)))
+        obs = observe(s, rebuilds)
+        if heartbeat is not None:
+            jax.debug.callback(lambda _: heartbeat(), obs.potential)
+        return s, obs
 
-        def skip(s):
-            return s, jax.tree.map(jnp.zeros_like, jax.eval_shape(lambda: observe(s, jnp.int32(0))))
-
-        return lax.cond(index < n_active, run, skip, state)
+    scan = block_scan(block, blocks)
 
     def chunk(rows: Rows, chain, n_active):
         state = start(rows, chain)
-        state, obs = lax.scan(lambda s, i: block(s, i, n_active), state, jnp.arange(blocks))
+        state, obs = scan(state, n_active)
         md = state.md
         out = Rows(md.position, md.momentum, md.mass[:, 0], state.species, state.ids, state.mask)
         overflow = backend.sum(state.lists.overflow.astype(jnp.int32)) > 0

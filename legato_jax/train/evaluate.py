@@ -11,20 +11,8 @@ import numpy as np
 
 from legato_jax.data.batching import BatchLoader
 from legato_jax.data.graph import FrameGraph
-from legato_jax.errors import ConfigError
 from legato_jax.figures import save_figure
-from legato_jax.model.io import load_model
 from legato_jax.model.potential import Potential
-
-
-def resolve_model(path: str | Path):
-    """A run directory (its best.npz) or a model file -> (potential, params, extra)."""
-    path = Path(path)
-    if path.is_dir():
-        if not (path / "best.npz").exists():
-            raise ConfigError(f"{path}: run directory has no best.npz yet (train at least one epoch)")
-        path = path / "best.npz"
-    return load_model(path)
 
 
 def predict_frames(potential: Potential, params, graphs: Sequence[FrameGraph], batch_size: int = 8) -> list[dict]:

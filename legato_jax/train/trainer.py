@@ -107,16 +107,18 @@ class Trainer:
             cfg.lr, cfg.rho, cfg.sam_adaptive, cfg.sam_eta, cfg.clip_norm, cfg.plateau_factor,
             cfg.plateau_patience, self.steps_per_epoch,
         )
-        self._train_step = jax.jit(self._step)
+        self.jit_step = jax.jit(self.step)
         self._eval_sums = jax.jit(self._sums)
 
     # -- pure functions -------------------------------------------------------------------
-    def _loss(self, params, batch):
+    def loss(self, params, batch):
+        """The training loss of `params` on one padded batch (scalar, in units of the energy scale)."""
         return loss_fn(self.potential.predict(params, batch.graph), batch, self.weights, self.scale)
 
-    def _step(self, state: TrainState, batch):
-        loss, grads = jax.value_and_grad(self._loss)(state.params, batch)
-        grad_fn = lambda p: jax.grad(self._loss)(p, batch)
+    def step(self, state: TrainState, batch):
+        """One optimizer step as a pure function (`jit_step` is its jitted form) -> (new state, loss, finite)."""
+        loss, grads = jax.value_and_grad(self.loss)(state.params, batch)
+        grad_fn = lambda p: jax.grad(self.loss)(p, batch)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params, grad_fn=grad_fn,
                                                    value=state.val_loss)
         params = optax.apply_updates(state.params, updates)
@@ -178,7 +180,7 @@ class Trainer:
             save_checkpoint(run / "checkpoint.msgpack", state)
         else:
             _truncate_metrics(run / "metrics.csv", int(state.epoch))
-        self.train_loader._epoch = int(state.epoch)
+        self.train_loader.set_epoch(int(state.epoch))
 
         from tqdm import tqdm
 
@@ -193,7 +195,7 @@ class Trainer:
             t_epoch = time.perf_counter()
             train_loss = 0.0
             for b, batch in enumerate(self.train_loader):
-                new_state, loss, finite = self._train_step(state, batch)
+                new_state, loss, finite = self.jit_step(state, batch)
                 if not bool(finite):
                     bar.close()
                     raise TrainingDiverged(

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from legato_jax.data.graph import TypeMap  # noqa: E402
 from legato_jax.errors import ConfigError  # noqa: E402
 from legato_jax.md.energy import model_energy  # noqa: E402
-from legato_jax.md.systems import AMMONIA_CELL  # noqa: E402
+from legato_jax.data.ammonia import AMMONIA_CELL  # noqa: E402
 from legato_jax.model.io import load_model  # noqa: E402
 from legato_jax.md.integrate import Stage  # noqa: E402
 from legato_jax.md.run import MDConfig, run_md  # noqa: E402

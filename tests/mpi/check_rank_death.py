@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 from legato_jax.md.integrate import Stage  # noqa: E402
 from legato_jax.md.run import MDConfig  # noqa: E402
-from legato_jax.md.systems import AMMONIA_CELL  # noqa: E402
+from legato_jax.data.ammonia import AMMONIA_CELL  # noqa: E402
 from legato_jax.model.io import load_model  # noqa: E402
 from legato_jax.parallel.run import run_md_decomposed  # noqa: E402
 

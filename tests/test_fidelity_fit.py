@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from legato_jax.experiments.scaling import fit_beta
+from legato_jax.errors import ConfigError
+from legato_jax.experiments.fidelity import fit_beta
 
 
 def synthetic(beta, limit=None, replicas=40, seed=0):
@@ -34,7 +35,7 @@ def test_beta_is_recovered_with_heavy_censoring_where_naive_fits_fail():
 
 
 def test_unidentifiable_inputs_are_refused():
-    with pytest.raises(ValueError, match="two system sizes"):
+    with pytest.raises(ConfigError, match="--sizes: .*two system sizes"):
         fit_beta([64, 64], [10.0, 20.0], [True, True])
     with pytest.raises(ValueError, match="no replica failed"):
         fit_beta([64, 512], [10.0, 10.0], [False, False])

@@ -22,13 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from legato_jax.bench.inference import _median_time as median_time
+from legato_jax.bench.timing import median_time
 
 GRIDS = {1: (1, 1, 1), 2: (2, 1, 1), 4: (2, 2, 1), 8: (2, 2, 2), 16: (4, 2, 2), 27: (3, 3, 3), 64: (4, 4, 4)}
-
-
-def _median_time(fn, repeats: int) -> float:
-    return median_time(lambda: jax.block_until_ready(fn()), repeats)
 
 
 def measure(potential, params, n_per_domain: int, shape, comm=None, steps: int = 20, repeats: int = 3,
@@ -36,7 +32,7 @@ def measure(potential, params, n_per_domain: int, shape, comm=None, steps: int =
     """One row of the table for a `shape` grid (over `comm`'s ranks when given); None off the root."""
     from jax_md import simulate, space
 
-    from legato_jax.bench.systems import ammonia_box
+    from legato_jax.data.ammonia import tiled_ammonia_packing
     from legato_jax.data.graph import TypeMap
     from legato_jax.md.integrate import FS, Stage
     from legato_jax.md.systems import initial_momenta, masses
@@ -47,7 +43,7 @@ def measure(potential, params, n_per_domain: int, shape, comm=None, steps: int =
     from legato_jax.parallel.lists import build_lists, estimate_capacities, migrate
     from legato_jax.parallel.run import MeshLayout, MPILayout, initial_rows
 
-    atoms = ammonia_box(n_per_domain).repeat(shape)
+    atoms = tiled_ammonia_packing(n_per_domain).repeat(shape)
     n, dtype = len(atoms), potential.dtype
     grid = DomainGrid.for_cell(shape, atoms.cell.array, potential.config.r_max + skin)
     layout = MeshLayout(grid) if comm is None else MPILayout(grid, comm)
@@ -107,7 +103,7 @@ def measure(potential, params, n_per_domain: int, shape, comm=None, steps: int =
     row = {}
     for key, (fn, args) in timed.items():
         jax.block_until_ready(fn(*args))
-        row[key] = _median_time(lambda: fn(*args), repeats) / loops
+        row[key] = median_time(lambda: fn(*args), repeats) / loops
 
     # two blocks of `steps` steps: the second block adds `steps` steps and one thermo evaluation
     stage = Stage("nve", 2 * steps, 1.0)
@@ -116,9 +112,9 @@ def measure(potential, params, n_per_domain: int, shape, comm=None, steps: int =
     out = jax.block_until_ready(chunk(rows, None, jnp.int32(1)))  # compiles
     first = time.perf_counter() - t0
     with jax.profiler.trace(profile) if profile else nullcontext():
-        one = _median_time(lambda: chunk(rows, None, jnp.int32(1)), repeats)
+        one = median_time(lambda: chunk(rows, None, jnp.int32(1)), repeats)
         out = jax.block_until_ready(chunk(rows, None, jnp.int32(2)))
-        two = _median_time(lambda: chunk(rows, None, jnp.int32(2)), repeats)
+        two = median_time(lambda: chunk(rows, None, jnp.int32(2)), repeats)
     if bool(out[3]):
         raise RuntimeError(f"capacities overflowed in the {shape} benchmark run; rerun with fewer steps")
     rebuilds = int(np.asarray(out[2].rebuilds)[1])
@@ -159,7 +155,7 @@ def modelled_efficiency(compute_s: float, nl_s: float, rebuilds: float, n_per_do
 
 
 def run(args: argparse.Namespace) -> dict:
-    from legato_jax.train.evaluate import resolve_model
+    from legato_jax.model.io import resolve_model
 
     rows = []
     if args.backend == "mpi":
@@ -191,7 +187,7 @@ def _mpi_row(args, P: int) -> dict:
     """One P under `mpirun -n P`, each rank one domain on its own single device."""
     mpirun = os.path.join(os.path.dirname(sys.executable), "mpirun")
     cmd = [mpirun if os.path.exists(mpirun) else "mpirun", "-n", str(P), sys.executable, "-m",
-           "legato_jax.bench.scaling", "--one", str(P), "--model", args.model, "--atoms-per-domain",
+           "legato_jax.bench.parallel_scaling", "--one", str(P), "--model", args.model, "--atoms-per-domain",
            str(args.atoms_per_domain), "--steps", str(args.steps), "--repeats", str(args.repeats), "--skin",
            str(args.skin)] + (["--profile", args.profile] if args.profile else [])
     env = dict(os.environ, MPICH_INTERFACE_HOSTNAME="localhost")
@@ -206,7 +202,7 @@ def _one(args) -> int:
     """Inside mpirun: measure this world size and print the row (rank 0)."""
     from mpi4py import MPI
 
-    from legato_jax.train.evaluate import resolve_model
+    from legato_jax.model.io import resolve_model
 
     potential, params, _ = resolve_model(args.model)
     profile = f"{args.profile}/P{args.one}-rank{MPI.COMM_WORLD.Get_rank()}" if args.profile else None

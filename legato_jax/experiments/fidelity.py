@@ -15,9 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, stats
 
+from legato_jax.errors import ConfigError
+
 
 @dataclass(frozen=True)
-class ScalingFit:
+class FidelityFit:
     beta: float
     beta_ci: tuple[float, float]
     log_prefactor: float
@@ -53,7 +55,7 @@ def _mle(log_n, log_t, failed, start=None) -> np.ndarray:
     return res.x
 
 
-def fit_beta(sizes, times, failed, n_boot: int = 500, confidence: float = 0.95, seed: int = 0) -> ScalingFit:
+def fit_beta(sizes, times, failed, n_boot: int = 500, confidence: float = 0.95, seed: int = 0) -> FidelityFit:
     """beta of t_failure ~ N^-beta from per-replica sizes, times (failure time, or the limit when
     censored) and a failed flag. Needs at least two sizes and one failure."""
     sizes, times = np.asarray(sizes, float), np.asarray(times, float)
@@ -61,7 +63,7 @@ def fit_beta(sizes, times, failed, n_boot: int = 500, confidence: float = 0.95, 
     if not (sizes.shape == times.shape == failed.shape) or sizes.ndim != 1:
         raise ValueError("sizes, times and failed must be 1-d arrays of one length")
     if len(np.unique(sizes)) < 2:
-        raise ValueError("the scaling exponent needs at least two system sizes")
+        raise ConfigError("--sizes: the fit of beta in t_failure ~ N^-beta needs at least two system sizes; give two or more")
     if not failed.any():
         raise ValueError("no replica failed: every time is censored, so beta is not identifiable")
     if np.any(times <= 0):
@@ -77,5 +79,5 @@ def fit_beta(sizes, times, failed, n_boot: int = 500, confidence: float = 0.95, 
             boot.append(_mle(log_n[idx], log_t[idx], failed[idx], start=np.array([a, beta, log_sigma]))[1])
     q = (1 - confidence) / 2
     lo, hi = np.quantile(boot, [q, 1 - q]) if boot else (np.nan, np.nan)
-    return ScalingFit(float(beta), (float(lo), float(hi)), float(a), float(np.exp(log_sigma)),
+    return FidelityFit(float(beta), (float(lo), float(hi)), float(a), float(np.exp(log_sigma)),
                       int(failed.sum()), int((~failed).sum()))
