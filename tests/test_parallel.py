@@ -14,7 +14,7 @@ from ase.io import read
 from legato_jax.data.graph import TypeMap
 from legato_jax.errors import ConfigError
 from legato_jax.md.energy import model_energy
-from legato_jax.md.systems import AMMONIA_CELL
+from legato_jax.data.ammonia import AMMONIA_CELL
 from legato_jax.model.io import load_model
 from legato_jax.parallel.domains import DomainGrid, decompose, default_capacity, gather
 from legato_jax.parallel.energy import domain_mesh, mesh_energy_forces

@@ -41,7 +41,8 @@ def measure(potential, params, n_per_domain: int, shape, comm=None, steps: int =
     from legato_jax.parallel.halo import forward
     from legato_jax.parallel.integrate import Rows, make_domain_chunk
     from legato_jax.parallel.lists import build_lists, estimate_capacities, migrate
-    from legato_jax.parallel.run import MeshLayout, MPILayout, initial_rows
+    from legato_jax.parallel.layouts import MeshLayout, MPILayout
+    from legato_jax.parallel.run import initial_rows
 
     atoms = tiled_ammonia_packing(n_per_domain).repeat(shape)
     n, dtype = len(atoms), potential.dtype

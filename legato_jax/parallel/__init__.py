@@ -9,6 +9,7 @@ _EXPORTS = {
     "DomainGrid": "domains", "decompose": "domains", "gather": "domains",
     "domain_energy_fn": "energy", "request_host_devices": "energy",
     "HaloBackend": "halo", "MeshBackend": "halo", "MPIBackend": "halo",
+    "MeshLayout": "layouts", "MPILayout": "layouts",
     "run_md_decomposed": "run",
 }
 __all__ = sorted(_EXPORTS)
