@@ -4,7 +4,7 @@ Modules: `inference` (energy + forces per call), `train` (Adam vs SAM steps), `m
 bare force call), `parallel_scaling` (weak scaling of decomposed MD, `legato bench scaling`), and
 `timing` (the shared timer). The names below are imported on first use."""
 
-from importlib import import_module
+from legato_jax.lazy import lazy_exports
 
 _EXPORTS = {
     "median_time": "timing",
@@ -15,14 +15,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -6,7 +6,7 @@ t_failure ~ N^-beta (`fidelity`), loss sharpness (`sharpness`) and the SAM-radiu
 The names below are imported on first use, so that importing one experiment does not load the
 others (and the JAX-heavy ones stay out of `legato --help`)."""
 
-from importlib import import_module
+from legato_jax.lazy import lazy_exports
 
 _EXPORTS = {
     "CRITERIA": "failure", "FailureCriteria": "failure", "make_checks": "failure",
@@ -19,14 +19,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -3,7 +3,7 @@
 The names below are imported on first use: `request_host_devices` must be able to run before
 anything starts JAX's backends."""
 
-from importlib import import_module
+from legato_jax.lazy import lazy_exports
 
 _EXPORTS = {
     "DomainGrid": "domains", "decompose": "domains", "gather": "domains",
@@ -14,14 +14,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
