@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from ase.io import read
+from ase.neighborlist import neighbor_list
 
 from legato_jax.data.graph import TypeMap
 from legato_jax.errors import ConfigError
@@ -18,10 +19,12 @@ from legato_jax.data.ammonia import AMMONIA_CELL
 from legato_jax.model.io import load_model
 from legato_jax.parallel.domains import DomainGrid, decompose, default_capacity, gather
 from legato_jax.parallel.energy import domain_mesh, mesh_energy_forces
-from legato_jax.parallel.lists import estimate_capacities
+from legato_jax.parallel.halo import forward
+from legato_jax.parallel.layouts import MeshLayout
+from legato_jax.parallel.lists import build_lists, estimate_capacities
 from legato_jax.md.integrate import Stage
 from legato_jax.md.run import MDConfig, initial_conditions, run_md
-from legato_jax.parallel.run import run_md_decomposed
+from legato_jax.parallel.run import initial_rows, run_md_decomposed
 from tests.test_md_run import TINY
 
 SKIN = 0.5
@@ -64,6 +67,50 @@ def test_a_face_over_capacity_is_flagged(reference):
     with jax.enable_x64(True):
         _, _, overflow = mesh_energy_forces(pot, params, grid, caps, domain_mesh(grid))(dec)
     assert bool(overflow)
+
+
+def _domain_edges(grid, caps, cutoff, R, species):
+    """Every domain's edges as (centre atom id, vector to the neighbour), and the overflow flags."""
+    layout = MeshLayout(grid)
+
+    def edges(r):
+        lists = build_lists(layout.backend, grid, caps, cutoff, r.position, r.species, r.mask)
+        X = forward(layout.backend, r.position, lists.plan)
+        X = jnp.concatenate([X, jnp.zeros((1, 3), X.dtype)])
+        return r.ids[jnp.minimum(lists.receivers, r.ids.shape[0] - 1)], X[lists.senders] - X[lists.receivers], \
+            lists.edge_mask, lists.overflow[None]
+
+    with jax.enable_x64(True):
+        rows = layout.local(initial_rows(grid, R, np.zeros_like(R), np.ones(len(R)), species, caps.owned, np.float64))
+        ids, vec, keep, overflow = jax.device_get(layout.spmd(edges)(rows))
+    return ids[keep], vec[keep], overflow
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (2, 2, 1), (2, 2, 2)])
+def test_domain_edge_lists_equal_ase(reference, shape):
+    """The binned search over owned + ghost rows finds exactly ASE's (i, vector) edges."""
+    pot, _, atoms, species, R, *_ = reference
+    cutoff = pot.config.r_max + SKIN
+    grid = DomainGrid.for_cell(shape, atoms.cell.array, cutoff)
+    caps = estimate_capacities(grid, len(atoms), pot.config.r_max)
+    ids, vec, overflow = _domain_edges(grid, caps, cutoff, R, species)
+    assert not overflow.any()
+    probe = atoms.copy()
+    probe.positions = R
+    i, D = neighbor_list("iD", probe, cutoff)
+    ours, theirs = np.lexsort((*np.round(vec, 4).T, ids)), np.lexsort((*np.round(D, 4).T, i))
+    assert len(ids) == len(i)
+    np.testing.assert_array_equal(ids[ours], i[theirs])
+    np.testing.assert_allclose(vec[ours], D[theirs], atol=1e-6)
+
+
+def test_a_full_search_bin_is_flagged(reference):
+    pot, _, atoms, species, R, *_ = reference
+    cutoff = pot.config.r_max + SKIN
+    grid = DomainGrid.for_cell((2, 1, 1), atoms.cell.array, cutoff)
+    caps = dataclasses.replace(estimate_capacities(grid, len(atoms), pot.config.r_max), per_bin=8)
+    *_, overflow = _domain_edges(grid, caps, cutoff, R, species)
+    assert overflow.all()
 
 
 def test_decompose_and_gather_keep_every_atom_once(reference):

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from legato_jax.bench.timing import median_time
-from legato_jax.data.ammonia import liquid_ammonia, tiled_ammonia_packing
+from legato_jax.data.ammonia import ammonia_box
 from legato_jax.data.graph import TypeMap
 from legato_jax.data.neighbors import neighbor_list
 from legato_jax.md.energy import list_kind, model_energy
@@ -25,9 +25,7 @@ from legato_jax.model.io import resolve_model
 
 def bench_size(potential, params, n_atoms: int, steps: int, every: int, repeats: int, skin: float,
                peer_steps: int, profile: str | None) -> dict:
-    # multiples of the 64-atom cell: the equilibrated liquid replicated (64 atoms: narrower than
-    # 2 (r_max + skin), so the image-shift list); other sizes: a tiled random packing
-    atoms = liquid_ammonia(n_atoms // 4) if n_atoms % 64 == 0 else tiled_ammonia_packing(n_atoms)
+    atoms = ammonia_box(n_atoms)  # 64 atoms: narrower than 2 (r_max + skin), so the image-shift list
     species = TypeMap(tuple(potential.config.species)).indices(atoms.numbers)
     system = model_energy(potential, params, species, atoms.cell.array, skin=skin)
     dtype = potential.dtype

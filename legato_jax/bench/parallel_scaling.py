@@ -32,7 +32,7 @@ def measure(potential, params, n_per_domain: int, shape, comm=None, steps: int =
     """One row of the table for a `shape` grid (over `comm`'s ranks when given); None off the root."""
     from jax_md import simulate, space
 
-    from legato_jax.data.ammonia import tiled_ammonia_packing
+    from legato_jax.data.ammonia import ammonia_box
     from legato_jax.data.graph import TypeMap
     from legato_jax.md.integrate import FS, Stage
     from legato_jax.md.systems import initial_momenta, masses
@@ -44,7 +44,7 @@ def measure(potential, params, n_per_domain: int, shape, comm=None, steps: int =
     from legato_jax.parallel.layouts import MeshLayout, MPILayout
     from legato_jax.parallel.run import initial_rows
 
-    atoms = tiled_ammonia_packing(n_per_domain).repeat(shape)
+    atoms = ammonia_box(n_per_domain).repeat(shape)
     n, dtype = len(atoms), potential.dtype
     grid = DomainGrid.for_cell(shape, atoms.cell.array, potential.config.r_max + skin)
     layout = MeshLayout(grid) if comm is None else MPILayout(grid, comm)
@@ -52,7 +52,7 @@ def measure(potential, params, n_per_domain: int, shape, comm=None, steps: int =
     species = TypeMap(tuple(potential.config.species)).indices(atoms.numbers)
     m = masses(atoms)
     p = np.asarray(initial_momenta(jax.random.PRNGKey(0), jnp.asarray(m, dtype), 200.0))
-    caps = estimate_capacities(grid, n, potential.config.r_max)
+    caps = estimate_capacities(grid, n, potential.config.r_max, positions=np.mod(atoms.positions, grid.box))
     rows = layout.local(initial_rows(grid, atoms.positions, p, m, species, caps.owned, dtype))
     energy = domain_energy_fn(potential, params, backend)
 
@@ -124,6 +124,8 @@ def measure(potential, params, n_per_domain: int, shape, comm=None, steps: int =
     halo_s = row["halo_s"]
     if not layout.root:
         return None
+    if grid.size == 1:
+        row.update(single_domain(potential, params, atoms, p, species, steps, repeats, skin))
     row.update({
         "domains": "x".join(map(str, shape)), "P": grid.size, "n_atoms": n, "atoms_per_domain": n // grid.size,
         "backend": layout.name, "step_s": step, "nl_per_step_s": nl, "halo_per_step_s": halo_s,
@@ -133,6 +135,38 @@ def measure(potential, params, n_per_domain: int, shape, comm=None, steps: int =
             2 * ghost_total / grid.size * 3 * np.dtype(dtype).itemsize), "first_chunk_s": first, "steps": steps,
     })
     return row
+
+
+def single_domain(potential, params, atoms, momenta, species, steps: int, repeats: int, skin: float) -> dict:
+    """The single-domain engine (`legato md` without --domains) on the same atoms and momenta, timed
+    as the decomposed step is: (two blocks - one block - one thermo call) / steps; and its list
+    rebuild with every atom moved past half the skin."""
+    from legato_jax.md.energy import model_energy
+    from legato_jax.md.integrate import Stage, make_chunk, make_integrator, start_stage
+    from legato_jax.md.systems import masses
+
+    dtype = potential.dtype
+    system = model_energy(potential, params, species, atoms.cell.array, skin=skin)
+    R = system.wrap(jnp.asarray(atoms.positions, dtype))
+    nbrs = system.neighbor_fn.allocate(R)
+    stage = Stage("nve", 2 * steps, 1.0)
+    init, apply = make_integrator(system, stage)
+    mass = jnp.asarray(masses(atoms), dtype)[:, None]
+    state = start_stage(init, jax.random.PRNGKey(0), R, mass, jnp.asarray(momenta, dtype), nbrs)
+    chunk = make_chunk(system, stage, apply, steps, 2, False)
+    thermo = jax.jit(system.energy_stress_fn)
+    update = jax.jit(lambda r, n: n.update(r).idx)
+    moved = R + 0.6 * skin
+    timed = {}
+    for key, fn in (("one", lambda: chunk(state, nbrs, jnp.int32(1))), ("two", lambda: chunk(state, nbrs, jnp.int32(2))),
+                    ("thermo", lambda: thermo(R, nbrs)), ("rebuild", lambda: update(moved, nbrs))):
+        jax.block_until_ready(fn())
+        timed[key] = median_time(fn, repeats)
+    (_, nbrs_out), _ = chunk(state, nbrs, jnp.int32(2))
+    if bool(nbrs_out.did_buffer_overflow):
+        raise RuntimeError("the single-domain list overflowed in the benchmark run; rerun with fewer steps")
+    return {"single_step_s": (timed["two"] - timed["one"] - timed["thermo"]) / steps,
+            "single_rebuild_s": timed["rebuild"]}
 
 
 def modelled_efficiency(compute_s: float, nl_s: float, rebuilds: float, n_per_domain: int, halo_bytes: float,
@@ -229,7 +263,14 @@ def format_report(r: dict) -> str:
              "| P (grid) | atoms | MD step | neighbour list | force (model) | halo | integration | other | rebuilds/step "
              "| ghosts/owned | halo bytes/step/domain | efficiency t(1)/t(P) | same cores P t(1)/t(P) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    return "\n".join(lines + [format_row(w) for w in r["rows"]])
+    lines += [format_row(w) for w in r["rows"]]
+    for w in r["rows"]:
+        if "single_step_s" in w:
+            lines.append(f"1x1x1 against the single-domain engine on the same {w['n_atoms']} atoms: MD step "
+                         f"{w['step_s'] * 1e3:.1f} ms vs {w['single_step_s'] * 1e3:.1f} ms "
+                         f"({w['step_s'] / w['single_step_s']:.2f}x); list rebuild {w['nl_s'] * 1e3:.1f} ms "
+                         f"(migration, ghosts, binned search) vs {w['single_rebuild_s'] * 1e3:.1f} ms (jax-md)")
+    return "\n".join(lines)
 
 
 def format_model(r: dict, latency_us: float, bandwidth_GBs: float, Ps=(8, 64, 512, 1920)) -> str:

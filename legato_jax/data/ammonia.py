@@ -176,6 +176,15 @@ def tiled_ammonia_packing(n_atoms: int, density: float = 0.68, seed: int = 0) ->
     return random_ammonia_packing(n_mol, density, rng)
 
 
+def ammonia_box(n_atoms: int) -> Atoms:
+    """The benchmarks' liquid box of `n_atoms` atoms: the equilibrated 64-atom cell replicated
+    k x k x k when n_atoms / 64 is a cube (64, 512, 1,728, ...), else `tiled_ammonia_packing`."""
+    k = round((n_atoms / (ATOMS_PER_MOLECULE * AMMONIA_CELL_MOLECULES)) ** (1 / 3))
+    if k >= 1 and ATOMS_PER_MOLECULE * AMMONIA_CELL_MOLECULES * k**3 == n_atoms:
+        return liquid_ammonia(n_atoms // ATOMS_PER_MOLECULE)
+    return tiled_ammonia_packing(n_atoms)
+
+
 # -- which nitrogen each hydrogen belongs to ------------------------------------------------
 def _h_n_distances(atoms: Atoms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(hydrogen indices, nitrogen indices, their (n_H, n_N) minimum-image distances in Å),

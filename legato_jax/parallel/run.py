@@ -105,7 +105,7 @@ def _run(potential, params, atoms, species, cfg: MDConfig, grid: DomainGrid, lay
     n, dtype = len(atoms), potential.dtype
     mass, momentum = (np.asarray(x) for x in initial_conditions(atoms, cfg, dtype))
     R = np.mod(atoms.positions, np.asarray(grid.box))
-    caps = caps or estimate_capacities(grid, n, potential.config.r_max)
+    caps = caps or estimate_capacities(grid, n, potential.config.r_max, positions=R)
     caps = dataclasses.replace(caps, owned=max(caps.owned, int(np.bincount(grid.owner(R)).max())))
     rows = layout.local(initial_rows(grid, R, momentum, mass[:, 0], species, caps.owned, dtype))
     recorder = Recorder(cfg.stages, cfg.every, n, float(np.prod(grid.box)), name=name, progress=progress,
