@@ -158,6 +158,8 @@ def test_config_rejects_unknown_keys_and_bad_values():
         AllegroConfig(parity="o3")
     with pytest.raises(ConfigError, match="'latent_mlp'"):
         AllegroConfig(latent_mlp=(64,))
+    with pytest.raises(ConfigError, match="model option 'per_layer_cutoffs': is not supported yet"):
+        AllegroConfig.from_dict({"per_layer_cutoffs": [6.0, 5.0, 4.0, 4.0]})
 
 
 def test_mirror_reflection_invariance(system):

@@ -1,6 +1,7 @@
 """Training: the loss goes down, resume is exact, bad input and divergence are caught."""
 
 import csv
+import dataclasses
 
 import jax
 import numpy as np
@@ -144,3 +145,87 @@ def test_evaluate_and_sharpness_commands(toy_data, tmp_path, capsys):
     s = json.loads(capsys.readouterr().out)
     assert s["noise"]["draws"] == 4 and s["noise"]["mean_rise"] > 0 and s["sam"]["rise"] > 0
     assert main(["evaluate", "--model", str(tmp_path / "nothing"), "--data", data]) == 2
+
+
+def test_nequip_early_stopping_ends_a_run_and_resumes_its_count(toy_data, tmp_path):
+    # a delta no epoch can beat: the initial validation sets the reference, epochs 1 and 2 count
+    cfg = config(toy_data, tmp_path, early_stop_rule="nequip", early_stop_delta=100.0, early_stop_patience=2)
+    trainer = Trainer(cfg, progress=False)
+    state = trainer.fit()
+    assert int(state.epoch) == 2 and int(state.epochs_since_best) == 2
+    assert "not reduced by more than 100" in trainer.stop_reason
+    _, again = resume(tmp_path / "run", progress=False)
+    assert float(again.stop_reference) == float(state.stop_reference) and int(again.epochs_since_best) == 2
+
+
+def test_the_paper_configs_load_and_one_trains_a_tiny_epoch(toy_data, tmp_path):
+    over = [f"out_dir={tmp_path}", f"data={toy_data / 'toy.extxyz'}", f"split={toy_data / 'toy.split.json'}",
+            "max_epochs=1", "max_train_frames=4"]
+    allegro, legato = (load_train_config(f"configs/train/{name}-paper.yaml", over) for name in ("allegro", "legato"))
+    assert allegro.rho == 0.0 and legato.rho == 0.005
+    assert dataclasses.replace(legato, rho=0.0, name=allegro.name) == allegro  # SAM is the only difference
+    assert legato.model_config().num_layers == 3 and legato.stress_weight == 0.0 and legato.early_stop_rule == "nequip"
+    trainer = Trainer(legato, progress=False)  # the paper's model and SAM: one step, one validation
+    state = trainer.fit()
+    assert int(state.epoch) == 1 and np.isfinite(float(state.val_loss))
+
+
+def test_zero_stress_weight_keeps_stress_out_of_the_loss(toy_data, tmp_path):
+    trainer = Trainer(config(toy_data, tmp_path, stress_weight=0.0), progress=False)
+    params = trainer.init_state().params
+    batch = next(iter(trainer.train_loader))
+    graph, target = batch
+    assert target.stress_mask.any()  # the frames carry stress labels
+    other = batch._replace(targets=target._replace(stress=target.stress + 7.0))
+    grad = jax.jit(jax.value_and_grad(trainer.loss))
+    (a, ga), (b, gb) = grad(params, batch), grad(params, other)
+    assert float(a) == float(b)
+    for x, y in zip(jax.tree_util.tree_leaves(ga), jax.tree_util.tree_leaves(gb)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    stressed = Trainer(config(toy_data, tmp_path, stress_weight=1.0), progress=False)
+    assert float(stressed.loss(params, other)) != float(stressed.loss(params, batch))
+
+
+def test_init_from_starts_at_the_source_models_validation_loss(toy_data, tmp_path):
+    source = Trainer(config(toy_data, tmp_path, name="source", max_epochs=2), progress=False)
+    source.fit()
+    from legato_jax.model.io import load_model
+
+    _, params, _ = load_model(tmp_path / "source" / "best.npz")
+    expected = source.evaluate(params)["loss"]
+    tuned = Trainer(config(toy_data, tmp_path, name="tuned", init_from=str(tmp_path / "source" / "best.npz")),
+                    progress=False)
+    state = tuned.fit(epochs=0)
+    assert float(state.val_loss) == pytest.approx(expected, rel=1e-6)
+    refit = Trainer(config(toy_data, tmp_path, name="refit", init_from=str(tmp_path / "source"), init_stats="refit",
+                           max_train_frames=6), progress=False)
+    assert refit.potential.stats != tuned.potential.stats  # refitted on the config's data
+
+
+def test_init_from_a_mismatched_model_is_one_line(toy_data, tmp_path, capsys):
+    Trainer(config(toy_data, tmp_path, name="source", max_epochs=1), progress=False).fit()
+    model = str(tmp_path / "source" / "best.npz")
+    with pytest.raises(ConfigError, match=r"species \['H', 'N'\] differ from the training config's \['N', 'H'\]"):
+        Trainer(config(toy_data, tmp_path, name="x", init_from=model, model={**TINY, "species": ["N", "H"]}),
+                progress=False)
+    with pytest.raises(ConfigError, match="architecture differs in num_channels"):
+        Trainer(config(toy_data, tmp_path, name="y", init_from=model, model={**TINY, "num_channels": 8}), progress=False)
+    from legato_jax.cli.main import main
+
+    cfg_path = tmp_path / "wide.yaml"
+    cfg_path.write_text(yaml.safe_dump({**config(toy_data, tmp_path, name="z").to_dict(), "model": {**TINY, "num_channels": 8}}))
+    assert main(["train", str(cfg_path), "--init-from", model]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "architecture differs in num_channels" in err
+
+
+def test_learning_curves_of_two_runs_in_one_figure(toy_data, tmp_path):
+    from legato_jax.train.curves import plot_learning_curves, read_metrics
+
+    Trainer(config(toy_data, tmp_path, name="a", max_epochs=2), progress=False).fit()
+    m = read_metrics(tmp_path / "a")
+    assert list(m["epoch"]) == [1, 2] and np.all(m["val_f_mae"] > 0)
+    out = plot_learning_curves({"a": tmp_path / "a", "again": tmp_path / "a" / "metrics.csv"}, tmp_path / "c.png")
+    assert out.stat().st_size > 0
+    with pytest.raises(ConfigError, match="no metrics.csv"):
+        read_metrics(tmp_path / "none")

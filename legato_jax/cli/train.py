@@ -14,6 +14,10 @@ def register(sub) -> None:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a training option (model.KEY for the model), repeatable")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    t.add_argument("--init-from", metavar="MODEL", help="fine-tune: start from this model's weights (same species "
+                   "and architecture as CONFIG's model)")
+    t.add_argument("--init-stats", choices=["keep", "refit"], help="with --init-from: keep the model's per-species "
+                   "energy scale and shift (default) or refit them on CONFIG's training data")
     t.add_argument("--json", action="store_true", help="print the final summary as JSON")
     t.set_defaults(func=_train)
 
@@ -51,6 +55,8 @@ def _train(args) -> int:
     from legato_jax.train.trainer import Trainer, resume
 
     if args.resume:
+        if args.init_from or args.init_stats:
+            raise ConfigError("--init-from / --init-stats start a new run; --resume continues one with its saved config")
         if args.config:
             raise ConfigError("--resume continues a run with its saved config; do not pass CONFIG")
         overrides = {}
@@ -61,7 +67,9 @@ def _train(args) -> int:
             overrides[key] = yaml.safe_load(raw)
         trainer, state = resume(args.resume, overrides=overrides)
     elif args.config:
-        cfg = load_train_config(args.config, args.set)
+        extra = [f"init_from={args.init_from}"] if args.init_from else []
+        extra += [f"init_stats={args.init_stats}"] if args.init_stats else []
+        cfg = load_train_config(args.config, args.set + extra)
         trainer, state = Trainer(cfg), None
         if (cfg.run_dir / "checkpoint.msgpack").exists():
             raise ConfigError(f"{cfg.run_dir} already holds a run; use --resume {cfg.run_dir}, or another --set name=...")

@@ -47,10 +47,9 @@ class Allegro(nn.Module):
         n_types = len(cfg.species)
         C = cfg.num_channels
         inv_sqrt_navg = 1.0 / math.sqrt(self.stats.avg_num_neighbors)
-        cutoffs = cfg.per_layer_cutoffs or (cfg.r_max,) * (cfg.num_layers + 1)
 
         r = safe_norm(vectors)
-        in_range = [edge_mask & (r < rc) for rc in cutoffs]
+        in_range = edge_mask & (r < cfg.r_max)
         u = polynomial_envelope(r, cfg.r_max, cfg.polynomial_p)
 
         sh = sh_irreps(cfg.l_max, cfg.parity)
@@ -63,17 +62,17 @@ class Allegro(nn.Module):
         onehot = jax.nn.one_hot(species, n_types, dtype=vectors.dtype)
         basis = NormalizedBessel(cfg.r_max, cfg.num_bessel, cfg.bessel_trainable)(r) * u[:, None]
         x_in = jnp.concatenate([onehot[receivers], onehot[senders], basis], axis=-1)
-        w0_mask = (u * in_range[0])[:, None]
+        w0_mask = (u * in_range)[:, None]
         x = w0_mask * ScalarMLP(cfg.two_body_mlp, name="two_body")(x_in)
 
+        mask = in_range.astype(x.dtype)[:, None]
         a = 1.0 / math.sqrt(1.0 + _RESNET_ALPHA**2)
         b = _RESNET_ALPHA / math.sqrt(1.0 + _RESNET_ALPHA**2)
         V = None
         for k, (args, outs) in enumerate(layer_irreps(cfg.l_max, cfg.parity, cfg.num_layers)):
             last = k == cfg.num_layers - 1
-            mask_k = in_range[k + 1].astype(x.dtype)[:, None]
             n_env = 2 * C * n_l if k == 0 else C * n_l
-            env = ScalarMLP((n_env,), name=f"env_embed_{k}")(x) * mask_k
+            env = ScalarMLP((n_env,), name=f"env_embed_{k}")(x) * mask
             if k == 0:
                 w_init, env = env[:, : C * n_l], env[:, C * n_l :]
                 V = e3nn.IrrepsArray(sh, w_init.reshape(-1, C, n_l)[:, :, l_of] * Y[:, None, :])
@@ -84,7 +83,7 @@ class Allegro(nn.Module):
             tp = e3nn.tensor_product(V, gamma, filter_ir_out=list(outs), regroup_output=False)
             scalars = tp.filter(keep="0e").array.reshape(tp.shape[0], -1)
             update = ScalarMLP(cfg.latent_mlp, name=f"latent_{k}")(jnp.concatenate([x, scalars], axis=-1))
-            update = update * u[:, None] * mask_k
+            update = update * u[:, None] * mask
             x = a * x + b * update if cfg.latent_resnet else update
             if not last:
                 mixed = e3nn.flax.Linear(C * outs, name=f"linear_{k}")(tp.axis_to_mul())

@@ -28,7 +28,7 @@ class AllegroConfig:
     num_bessel: int = 8
     bessel_trainable: bool = True
     polynomial_p: int = 7
-    per_layer_cutoffs: tuple[float, ...] | None = None  # num_layers + 1 radii, non-increasing
+    per_layer_cutoffs: tuple[float, ...] | None = None  # Allegro 0.2.0's option: refused until ported
     latent_resnet: bool = True
     dtype: str = "float32"
 
@@ -67,9 +67,9 @@ class AllegroConfig:
         if self.polynomial_p < 2:
             bad("polynomial_p", "must be >= 2")
         if self.per_layer_cutoffs is not None:
-            c = self.per_layer_cutoffs
-            if len(c) != self.num_layers + 1 or any(b > a for a, b in zip(c, c[1:])) or c[0] > self.r_max or min(c) <= 0:
-                bad("per_layer_cutoffs", f"must be {self.num_layers + 1} non-increasing radii in (0, r_max]")
+            bad("per_layer_cutoffs", "is not supported yet: Allegro 0.2.0's per-layer radii (an envelope per layer "
+                "radius, the layer offset, kept latents without resnet) are not ported; remove the option, "
+                "every layer then uses r_max")
         if self.dtype not in ("float32", "float64"):
             bad("dtype", "must be float32 or float64")
 

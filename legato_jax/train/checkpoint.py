@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable, Mapping
 
 from flax import serialization
 
@@ -18,7 +19,12 @@ def save_checkpoint(path: str | Path, state) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str | Path, template):
-    """Restore into the structure of `template` (a freshly initialized state)."""
+def load_checkpoint(path: str | Path, template, missing: Mapping[str, Callable] | None = None):
+    """Restore into the structure of `template` (a freshly initialized state). `missing` fills
+    top-level fields an older checkpoint lacks: name -> f(restored state dict)."""
     with open(path, "rb") as fh:
-        return serialization.from_bytes(template, fh.read())
+        data = serialization.msgpack_restore(fh.read())
+    for key, fill in (missing or {}).items():
+        if key not in data:
+            data[key] = fill(data)
+    return serialization.from_state_dict(template, data)

@@ -10,7 +10,11 @@ import yaml
 
 from legato_jax.errors import ConfigError
 from legato_jax.model.config import AllegroConfig
+from legato_jax.train.stopping import RULES
 from legato_jax.yaml_io import check_keys, read_mapping
+
+
+INIT_STATS = ("keep", "refit")
 
 
 @dataclass(frozen=True)
@@ -42,10 +46,13 @@ class TrainConfig:
     plateau_patience: int = 50
     min_lr: float = 1e-5
     early_stop_patience: int = 100
-    early_stop_delta: float = 0.0
+    early_stop_delta: float = 0.0  # nequip rule: absolute (loss units); relative rule: a fraction
+    early_stop_rule: str = "nequip"  # train/stopping.py: "nequip" (nequip 0.5's EarlyStopping) or "relative"
     max_epochs: int = 1500
     max_minutes: float | None = None
     max_train_frames: int | None = None  # use the first N training frames (tests, quick looks)
+    init_from: str | None = None  # fine-tune: start from this model file's (or run's) weights
+    init_stats: str = "keep"  # with init_from: "keep" the model's per-species scale/shift or "refit" them
 
     def __post_init__(self) -> None:
         self.model_config()  # validates the model block early
@@ -53,11 +60,18 @@ class TrainConfig:
             "batch_size": self.batch_size >= 1, "eval_batch_size": self.eval_batch_size >= 1,
             "lr": self.lr > 0, "rho": self.rho >= 0, "ema_decay": 0 <= self.ema_decay < 1,
             "plateau_factor": 0 < self.plateau_factor < 1, "plateau_patience": self.plateau_patience >= 1,
-            "max_epochs": self.max_epochs >= 1,
+            "max_epochs": self.max_epochs >= 1, "early_stop_patience": self.early_stop_patience >= 1,
+            "early_stop_delta": self.early_stop_delta >= 0, "stress_weight": self.stress_weight >= 0,
+            "energy_weight": self.energy_weight >= 0, "forces_weight": self.forces_weight >= 0,
         }
         for key, ok in checks.items():
             if not ok:
                 raise ConfigError(f"training option '{key}' has an invalid value {getattr(self, key)!r}")
+        if self.init_stats not in INIT_STATS:
+            raise ConfigError(f"training option 'init_stats' must be one of {', '.join(INIT_STATS)}, got {self.init_stats!r}")
+        if self.early_stop_rule not in RULES:
+            raise ConfigError(f"training option 'early_stop_rule' must be one of {', '.join(RULES)}, "
+                              f"got {self.early_stop_rule!r}")
 
     def model_config(self) -> AllegroConfig:
         return AllegroConfig.from_dict(dict(self.model), "training config 'model'")

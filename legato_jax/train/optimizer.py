@@ -34,6 +34,7 @@ def plateau_scale(opt_state) -> jax.Array:
 
 
 def ema_update(ema, params, step, decay: float):
-    """Parameter EMA with warm-up: decay_eff = min(decay, (1 + n) / (10 + n))."""
+    """Parameter EMA with warm-up, torch_ema's as nequip uses it (ema_use_num_updates): after the
+    n-th update (n = 1, 2, ...), decay_eff = min(decay, (1 + n) / (10 + n))."""
     d = jax.numpy.minimum(decay, (1.0 + step) / (10.0 + step))
     return jax.tree_util.tree_map(lambda e, p: d * e + (1.0 - d) * p, ema, params)

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import yaml
 
@@ -22,13 +23,14 @@ from legato_jax.data.graph import FrameGraph, TypeMap, frame_graph
 from legato_jax.data.io import LabelKeys, read_frames
 from legato_jax.data.split import read_split
 from legato_jax.errors import ConfigError, LegatoError
-from legato_jax.model.io import save_model
+from legato_jax.model.io import resolve_model, save_model
 from legato_jax.model.potential import Potential
 from legato_jax.train.checkpoint import load_checkpoint, save_checkpoint
 from legato_jax.train.config import TrainConfig
 from legato_jax.train.loss import LossWeights, batch_sums, loss_fn
 from legato_jax.train.optimizer import ema_update, make_optimizer, plateau_scale
 from legato_jax.train.statistics import fit_model_stats
+from legato_jax.train.stopping import early_stopping
 
 METRIC_FIELDS = [
     "epoch", "step", "lr", "train_loss", "val_loss", "train_e_mae", "train_e_rmse", "train_f_mae", "train_f_rmse",
@@ -46,8 +48,9 @@ class TrainState(NamedTuple):
     ema: Any
     step: jax.Array
     epoch: jax.Array
-    best_val: jax.Array
-    epochs_since_best: jax.Array
+    best_val: jax.Array  # lowest validation loss (best.npz holds its EMA weights)
+    epochs_since_best: jax.Array  # the early-stopping count (see train/stopping.py)
+    stop_reference: jax.Array  # the early-stopping rule's reference value
     val_loss: jax.Array
     elapsed: jax.Array
 
@@ -95,7 +98,11 @@ class Trainer:
         self.progress = progress
         self.data = data or load_datasets(cfg)
         model_cfg = cfg.model_config()
-        stats = fit_model_stats(self.data.train, len(model_cfg.species), cfg.per_species_shift)
+        self.source = load_source(cfg.init_from, model_cfg) if cfg.init_from else None
+        if self.source is not None and cfg.init_stats == "keep":
+            stats = self.source[0].stats
+        else:
+            stats = fit_model_stats(self.data.train, len(model_cfg.species), cfg.per_species_shift)
         self.potential = Potential(model_cfg, stats)
         self.scale = stats.species_scale[0]
         self.weights = LossWeights(cfg.energy_weight, cfg.forces_weight, cfg.stress_weight)
@@ -122,12 +129,15 @@ class Trainer:
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params, grad_fn=grad_fn,
                                                    value=state.val_loss)
         params = optax.apply_updates(state.params, updates)
-        ema = ema_update(state.ema, params, state.step.astype(jnp.float32), self.cfg.ema_decay)
+        ema = ema_update(state.ema, params, (state.step + 1).astype(jnp.float32), self.cfg.ema_decay)
         finite = jnp.isfinite(loss) & jnp.all(
             jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(params)])
         )
         new = state._replace(params=params, opt_state=opt_state, ema=ema, step=state.step + 1)
         return new, loss, finite
+
+    def _early_stopping(self, state: TrainState, value: float) -> TrainState:
+        return _early_stopping_step(self.cfg.early_stop_rule, self.cfg.early_stop_delta, state, value)
 
     def _sums(self, params, batch):
         return batch_sums(self.potential.predict(params, batch.graph), batch)
@@ -136,9 +146,12 @@ class Trainer:
     def init_state(self) -> TrainState:
         batch = next(iter(BatchLoader(self.data.train[:1], 1, self.potential.config.r_max, shuffle=False)))
         params = self.potential.init(jax.random.PRNGKey(self.cfg.seed), batch.graph)
+        if self.source is not None:
+            params = _source_params(self.source[1], params, self.cfg.init_from)
         return TrainState(
             params=params, opt_state=self.optimizer.init(params), ema=params, step=jnp.array(0),
             epoch=jnp.array(0), best_val=jnp.array(jnp.inf, jnp.float32), epochs_since_best=jnp.array(0),
+            stop_reference=jnp.array(jnp.inf, jnp.float32),
             val_loss=jnp.array(jnp.inf, jnp.float32), elapsed=jnp.array(0.0, jnp.float32),
         )
 
@@ -176,7 +189,7 @@ class Trainer:
             with open(run / "metrics.csv", "w", newline="") as fh:
                 csv.writer(fh).writerow(METRIC_FIELDS)
             val = self.evaluate(state.ema)
-            state = state._replace(val_loss=jnp.array(val["loss"], jnp.float32))
+            state = self._early_stopping(state._replace(val_loss=jnp.array(val["loss"], jnp.float32)), val["loss"])
             save_checkpoint(run / "checkpoint.msgpack", state)
         else:
             _truncate_metrics(run / "metrics.csv", int(state.epoch))
@@ -209,15 +222,15 @@ class Trainer:
             step_time = (time.perf_counter() - t_epoch) / self.steps_per_epoch
             val = self.evaluate(state.ema)
             train_metrics = self.evaluate(state.params, self.data.train[: max(len(self.data.validation), 1)])
-            improved = val["loss"] < float(state.best_val) * (1 - cfg.early_stop_delta)
+            improved = val["loss"] < float(state.best_val)
             elapsed = start_elapsed + time.perf_counter() - t_start
             lr = cfg.lr * float(plateau_scale(state.opt_state))
             state = state._replace(
                 epoch=state.epoch + 1, val_loss=jnp.array(val["loss"], jnp.float32),
                 best_val=jnp.array(min(val["loss"], float(state.best_val)), jnp.float32),
-                epochs_since_best=jnp.array(0 if improved else int(state.epochs_since_best) + 1),
                 elapsed=jnp.array(elapsed, jnp.float32),
             )
+            state = self._early_stopping(state, val["loss"])
             if improved:
                 save_model(run / "best.npz", self.potential, state.ema,
                            extra={"epoch": epoch + 1, "val": val, "train_config": cfg.to_dict()})
@@ -232,7 +245,8 @@ class Trainer:
             if lr < cfg.min_lr:
                 stop_reason = f"learning rate {lr:.2g} < min_lr {cfg.min_lr}"
             elif int(state.epochs_since_best) >= cfg.early_stop_patience:
-                stop_reason = f"no validation improvement for {cfg.early_stop_patience} epochs"
+                stop_reason = (f"validation loss not reduced by more than {cfg.early_stop_delta:g} "
+                               f"({cfg.early_stop_rule} rule) for {cfg.early_stop_patience} epochs")
             elif cfg.max_minutes is not None and elapsed > 60 * cfg.max_minutes:
                 stop_reason = f"wall-time limit of {cfg.max_minutes} min"
             if stop_reason:
@@ -241,6 +255,36 @@ class Trainer:
         self.stop_reason = stop_reason or (f"max_epochs {cfg.max_epochs}" if last_epoch == cfg.max_epochs
                                            else f"chunk of {epochs} epochs")
         return state
+
+
+def load_source(path: str, model_cfg) -> tuple[Potential, Any]:
+    """The model to fine-tune from; its species and architecture must equal the config's (the
+    dtype may differ)."""
+    potential, params, _ = resolve_model(path)
+    source = potential.config
+    if tuple(source.species) != tuple(model_cfg.species):
+        raise ConfigError(f"--init-from {path}: the model's species {list(source.species)} differ from the training "
+                          f"config's {list(model_cfg.species)}; fine-tuning needs the same species in the same order")
+    mine, theirs = model_cfg.to_dict(), source.to_dict()
+    differ = [k for k in mine if k != "dtype" and mine[k] != theirs.get(k)]
+    if differ:
+        k = differ[0]
+        raise ConfigError(f"--init-from {path}: architecture differs in {', '.join(differ)} (model {k}={theirs.get(k)!r}, "
+                          f"config {k}={mine[k]!r}); give the training config the model's architecture")
+    return potential, params
+
+
+def _source_params(source, fresh, path: str):
+    """The source weights in the fresh parameters' structure and dtypes."""
+    if jax.tree_util.tree_structure(source) != jax.tree_util.tree_structure(fresh) or any(
+            np.shape(a) != np.shape(b) for a, b in zip(jax.tree_util.tree_leaves(source), jax.tree_util.tree_leaves(fresh))):
+        raise ConfigError(f"--init-from {path}: its parameters do not fit this model's (another version of the model?)")
+    return jax.tree_util.tree_map(lambda a, b: jnp.asarray(a, b.dtype), source, fresh)
+
+
+def _early_stopping_step(rule: str, delta: float, state: TrainState, value: float) -> TrainState:
+    reference, count = early_stopping(rule)(float(state.stop_reference), int(state.epochs_since_best), value, delta)
+    return state._replace(stop_reference=jnp.array(reference, jnp.float32), epochs_since_best=jnp.array(count))
 
 
 def _truncate_metrics(path: Path, epochs: int) -> None:
@@ -281,5 +325,7 @@ def resume(run_dir: str | Path, progress: bool = True, overrides: dict | None = 
         tmp.write_text(yaml.safe_dump(saved, sort_keys=False))
         os.replace(tmp, cfg_path)
     trainer = Trainer(cfg, progress=progress)
-    state = load_checkpoint(ckpt, trainer.init_state())
+    # checkpoints from before the early-stopping reference was stored: the best value is the
+    # reference both rules kept then
+    state = load_checkpoint(ckpt, trainer.init_state(), missing={"stop_reference": lambda d: d["best_val"]})
     return trainer, state
