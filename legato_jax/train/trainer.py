@@ -292,8 +292,12 @@ def _truncate_metrics(path: Path, epochs: int) -> None:
     with open(path, newline="") as fh:
         rows = list(csv.reader(fh))
     keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= epochs]
-    with open(path, "w", newline="") as fh:
+    tmp = path.with_name(path.name + ".tmp")  # a kill mid-rewrite leaves the old file whole
+    with open(tmp, "w", newline="") as fh:
         csv.writer(fh).writerows(keep)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 RESUME_OVERRIDES = ("max_minutes", "max_epochs", "early_stop_patience")
