@@ -312,7 +312,7 @@ def main(args: argparse.Namespace) -> int:
     if args.one:
         return _one(args)
     if args.backend == "mesh":
-        from legato_jax.parallel.energy import request_host_devices
+        from legato_jax.parallel.devices import request_host_devices
 
         request_host_devices(max(args.domains))
     r = run(args)

@@ -6,17 +6,19 @@ import argparse
 import sys
 
 from legato_jax import __version__
-from legato_jax.cli import bench as bench_cmd
-from legato_jax.cli import data as data_cmd
-from legato_jax.cli import demo as demo_cmd
-from legato_jax.cli import md as md_cmd
-from legato_jax.cli import model as model_cmd
-from legato_jax.cli import train as train_cmd
-from legato_jax.cli import ttf as ttf_cmd
 from legato_jax.errors import LegatoError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # the subcommands import jax-md, whose import starts JAX's backends: see host_devices_for
+    from legato_jax.cli import bench as bench_cmd
+    from legato_jax.cli import data as data_cmd
+    from legato_jax.cli import demo as demo_cmd
+    from legato_jax.cli import md as md_cmd
+    from legato_jax.cli import model as model_cmd
+    from legato_jax.cli import train as train_cmd
+    from legato_jax.cli import ttf as ttf_cmd
+
     parser = argparse.ArgumentParser(
         prog="legato", description="Allegro / Allegro-Legato potentials and MD in JAX."
     )
@@ -32,7 +34,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def host_devices_for(argv: list[str]) -> int | None:
+    """The CPU host devices `legato md --domains PX PY PZ` (their product) or `legato bench
+    scaling --domains P ...` (the largest P) needs, read from the arguments before anything
+    starts JAX; None for other commands or arguments the real parser will refuse."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--domains", type=int, nargs="+")
+    pre.add_argument("--backend")
+    try:
+        known, _ = pre.parse_known_args(argv[1:])
+    except SystemExit:
+        return None
+    if not known.domains or min(known.domains) < 1:
+        return None
+    if argv[:1] == ["md"] and len(known.domains) == 3:
+        return known.domains[0] * known.domains[1] * known.domains[2]
+    if argv[:2] == ["bench", "scaling"] and known.backend != "mpi":
+        return max(known.domains)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    count = host_devices_for(argv)
+    if count is not None:
+        from legato_jax.parallel.devices import request_host_devices
+
+        request_host_devices(count)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -109,7 +109,7 @@ def main(args) -> int:
     if args.domains and mpi_world_size() > 1:
         return _main_mpi(args, cfg)
     if args.domains:
-        from legato_jax.parallel.energy import request_host_devices
+        from legato_jax.parallel.devices import request_host_devices
 
         request_host_devices(math.prod(args.domains))
     return _run(args, cfg)

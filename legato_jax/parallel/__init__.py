@@ -7,7 +7,7 @@ from legato_jax.lazy import lazy_exports
 
 _EXPORTS = {
     "DomainGrid": "domains", "decompose": "domains", "gather": "domains",
-    "domain_energy_fn": "energy", "request_host_devices": "energy",
+    "domain_energy_fn": "energy", "request_host_devices": "devices",
     "HaloBackend": "halo", "MeshBackend": "halo", "MPIBackend": "halo",
     "MeshLayout": "layouts", "MPILayout": "layouts",
     "run_md_decomposed": "run",

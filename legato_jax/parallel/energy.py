@@ -58,14 +58,6 @@ def domain_energy_forces(potential: Potential, params, grid: DomainGrid, caps: C
     return energy_forces
 
 
-def request_host_devices(count: int) -> None:
-    """On CPU, one host device per domain: sets XLA's host-device count unless the user did. It
-    takes effect only if no JAX backend has started yet (else domain_mesh says what to set)."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
-
-
 def domain_mesh(grid: DomainGrid, devices=None) -> Mesh:
     """A ('dx', 'dy', 'dz') mesh of the first grid.size devices; refuses too few."""
     devices = list(jax.devices() if devices is None else devices)
