@@ -63,6 +63,7 @@ class TrainConfig:
             "max_epochs": self.max_epochs >= 1, "early_stop_patience": self.early_stop_patience >= 1,
             "early_stop_delta": self.early_stop_delta >= 0, "stress_weight": self.stress_weight >= 0,
             "energy_weight": self.energy_weight >= 0, "forces_weight": self.forces_weight >= 0,
+            "max_train_frames": self.max_train_frames is None or self.max_train_frames >= 1,
         }
         for key, ok in checks.items():
             if not ok:
