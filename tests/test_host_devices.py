@@ -19,7 +19,7 @@ def test_device_counts_are_read_from_the_arguments():
 def test_legato_md_with_domains_from_a_fresh_process(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     proc = subprocess.run(
-        [sys.executable, "-m", "legato_jax.cli.main", "md", "--model", "tests/data/ammonia-tiny.npz", "--ammonia", "128",
+        [sys.executable, "-m", "legato_jax.cli.main", "md", "--model", "tests/data/ammonia-tiny.npz", "--ammonia", "16",
          "--steps", "2", "--log-every", "2", "--ensemble", "nve", "--temperature", "200", "--dt", "1",
          "--domains", "2", "1", "1", "--out", str(tmp_path / "md")],
         capture_output=True, text=True, env=env, timeout=600)
