@@ -1,9 +1,21 @@
 """Shared fixtures. Several CPU devices are requested before jax is first imported."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ and "PYTEST_XDIST_WORKER" not in os.environ:
+    # One persistent XLA cache for the whole session, shared by the xdist workers and every
+    # subprocess (they inherit the environment): tests that build the same model programs in new
+    # closures or new processes load them instead of compiling again (about half the suite's time).
+    _cache = tempfile.mkdtemp(prefix="legato-jax-test-xla-cache-")
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
 import numpy as np
 import pytest

@@ -21,9 +21,18 @@ def mpirun() -> str:
     return found
 
 
-def run_mpi(script: Path, n: int = 2, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, MPICH_INTERFACE_HOSTNAME="localhost", OMP_NUM_THREADS="1")
+def mpi_env() -> dict:
+    """The ranks' environment: loopback, one thread, and MPICH's progress throttle, so that a rank
+    waiting in a collective sleeps instead of spinning on a core that the other rank (and the other
+    test worker) needs."""
+    env = dict(os.environ, MPICH_INTERFACE_HOSTNAME="localhost", OMP_NUM_THREADS="1",
+               MPIR_CVAR_CH4_PROGRESS_THROTTLE="1", MPIR_CVAR_CH4_PROGRESS_THROTTLE_NO_PROGRESS_COUNT="64")
     env.pop("XLA_FLAGS", None)
+    return env
+
+
+def run_mpi(script: Path, n: int = 2, timeout: float = 900) -> subprocess.CompletedProcess:
+    env = mpi_env()
     return subprocess.run(
         [mpirun(), "-n", str(n), sys.executable, str(script)],
         capture_output=True, text=True, timeout=timeout, env=env,
@@ -42,9 +51,8 @@ def test_domain_decomposition_through_mpi4jax_equals_the_single_domain():
     assert proc.stdout.count(": ok") == 2
 
 
-def run_cli(args: list[str], n: int = 2, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, MPICH_INTERFACE_HOSTNAME="localhost", OMP_NUM_THREADS="1")
-    env.pop("XLA_FLAGS", None)
+def run_cli(args: list[str], n: int = 2, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = mpi_env()
     return subprocess.run([mpirun(), "-n", str(n), sys.executable, "-m", "legato_jax.cli.main", *args],
                           capture_output=True, text=True, timeout=timeout, env=env, cwd=HERE.parent)
 
@@ -71,10 +79,8 @@ def test_a_grid_that_does_not_match_the_ranks_is_one_line_and_ends_the_job():
 
 @pytest.mark.parametrize("mode", ["hang", "kill"])
 def test_a_rank_that_hangs_or_dies_ends_the_job_with_an_error(mode):
-    env = dict(os.environ, MPICH_INTERFACE_HOSTNAME="localhost", OMP_NUM_THREADS="1")
-    env.pop("XLA_FLAGS", None)
     proc = subprocess.run([mpirun(), "-n", "2", sys.executable, str(HERE / "mpi" / "check_rank_death.py"), mode],
-                          capture_output=True, text=True, timeout=180, env=env)
+                          capture_output=True, text=True, timeout=300, env=mpi_env())
     assert proc.returncode != 0 and "finished without rank 1" not in proc.stdout
     if mode == "hang":
         assert "saw no progress for 15 s" in proc.stderr

@@ -64,7 +64,8 @@ assert df < 1e-9, df
 cfg = MDConfig((Stage("nose-hoover", 50, 1.0, 200.0, 50.0), Stage("nve", 50, 1.0)), 200.0, hydrogen_mass=2.014,
                chunk_steps=50, precision="float64")
 box = read(AMMONIA_CELL).repeat((2, 2, 2))
-ref = run_md(tiny, tiny_params, box, cfg, progress=False)
+ref = run_md(tiny, tiny_params, box, cfg, progress=False) if rank == 0 else None
+comm.Barrier()  # rank 1 waits here, not inside the decomposed run's watched collectives
 run = run_md_decomposed(tiny, tiny_params, box, cfg, (2, 1, 1), comm=comm, rank_timeout_s=300)
 if rank == 0:
     L = np.diag(box.cell.array)
