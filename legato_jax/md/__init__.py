@@ -6,11 +6,12 @@ from legato_jax.md.energy import MDSystem, check_cell, list_kind, minimum_image_
 from legato_jax.md.engine import CompileCounter, Runner, block_scan, run_stages, stage_chunks
 from legato_jax.md.image_list import ImageList, image_neighbor_list
 from legato_jax.md.integrate import Stage, StageRunner
-from legato_jax.md.recorder import MDUnstable, Recorder
+from legato_jax.md.health import HealthLimits, MDUnstable
+from legato_jax.md.recorder import Recorder
 from legato_jax.md.run import MDConfig, MDResult, load_preset, run_md
 from legato_jax.md.systems import load_structure, replicate
 
-__all__ = ["CompileCounter", "ImageList", "MDConfig", "MDResult", "MDSystem", "MDUnstable", "Recorder", "Runner",
+__all__ = ["CompileCounter", "HealthLimits", "ImageList", "MDConfig", "MDResult", "MDSystem", "MDUnstable", "Recorder", "Runner",
            "Stage", "StageRunner", "block_scan", "check_cell", "image_neighbor_list", "list_kind", "load_preset",
            "load_structure", "minimum_image_is_exact", "model_energy", "replicate", "run_md", "run_stages",
            "stage_chunks"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from legato_jax.errors import ConfigError
+from legato_jax.md.health import HealthLimits
 from legato_jax.md.integrate import Stage
 from legato_jax.yaml_io import check_keys, read_mapping
 
@@ -27,10 +28,19 @@ class MDConfig:
     chunk_steps: int = 1000  # steps per compiled scan
     traj_every: int | None = None
     precision: str | None = None  # None: the model's dtype; "float64" runs the model in double
+    health: HealthLimits = HealthLimits()  # when the run warns about or stops itself
 
     def __post_init__(self) -> None:
         if not self.stages:
             raise ConfigError("an MD run needs at least one stage")
+        counts = {"--log-every": (self.every, 1), "--chunk": (self.chunk_steps, 1),
+                  "--steps": (self.steps, 1)}
+        for option, (value, least) in counts.items():
+            if value < least:
+                raise ConfigError(f"{option} must be >= {least}, got {value}")
+        if not self.skin >= 0 or not self.capacity_multiplier >= 1:
+            raise ConfigError(f"--skin must be >= 0 Å (got {self.skin}) and the capacity multiplier >= 1 "
+                              f"(got {self.capacity_multiplier})")
         if self.temperature_K < 0:
             raise ConfigError(f"--temperature must be >= 0 K, got {self.temperature_K}")
         if self.precision not in (None, "float32", "float64"):

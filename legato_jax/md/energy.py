@@ -17,6 +17,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from ase.data import atomic_numbers, covalent_radii
 from jax_md import partition, space
 
 from legato_jax.data.cell import is_orthorhombic, perpendicular_widths
@@ -37,6 +38,8 @@ class MDSystem:
     cell: np.ndarray  # rows are lattice vectors (ASE convention)
     n_atoms: int
     cutoff: float  # Å, of the neighbour list: r_max + skin
+    r_max: float = 0.0  # Å, of the model
+    pair_geometry: Callable | None = None  # (R, neighbor) -> (lengths, mask, covalent radius sums), per list edge
 
     @property
     def volume(self) -> float:
@@ -117,6 +120,14 @@ def model_energy(potential: Potential, params, species: np.ndarray, cell: np.nda
     far = jnp.array([2.0 * r_max + 1.0, 0.0, 0.0], dtype)
     module = potential.module
     volume = float(abs(np.linalg.det(cell)))
+    radius = np.array([covalent_radii[atomic_numbers[s]] for s in potential.config.species])
+    radius_pad = jnp.asarray(np.concatenate([radius[np.asarray(species)], [0.0]]), dtype)
+
+    def pair_geometry(R, neighbor):
+        receivers, senders = neighbor.idx
+        R_pad = jnp.concatenate([R, jnp.zeros((1, 3), R.dtype)], axis=0)
+        length = jnp.linalg.norm(edge_vectors(R_pad, neighbor), axis=-1)
+        return length, receivers < n, radius_pad[senders] + radius_pad[receivers]
 
     def strained_energy(R, neighbor, strain):
         receivers, senders = neighbor.idx
@@ -135,4 +146,5 @@ def model_energy(potential: Potential, params, species: np.ndarray, cell: np.nda
         energy, d_strain = jax.value_and_grad(strained_energy, argnums=2)(R, neighbor, jnp.zeros((3, 3), R.dtype))
         return energy, 0.5 * (d_strain + d_strain.T) / volume
 
-    return MDSystem(energy_fn, energy_stress_fn, neighbor_fn, displacement, shift, cell, n, r_max + skin)
+    return MDSystem(energy_fn, energy_stress_fn, neighbor_fn, displacement, shift, cell, n, r_max + skin, r_max,
+                    pair_geometry)

@@ -84,6 +84,8 @@ class Observation(NamedTuple):
     position: jax.Array | None = None  # frames, when recorded
     momentum: jax.Array | None = None
     force: jax.Array | None = None
+    contact: jax.Array | None = None  # closest pair at the block's end, in units of its covalent radius sum
+    missed: jax.Array | None = None  # steps of the block whose forces used a list that missed a pair
 
 
 def kinetic_energy(momentum, mass):
@@ -115,14 +117,22 @@ def make_chunk(system: MDSystem, stage: Stage, apply_fn: Callable, every: int, b
     only the first `n_active` run."""
     kT = KB * stage.temperature_K
 
+    def pairs_in_range(nbrs, position):
+        length, mask, _ = system.pair_geometry(position, nbrs)
+        return jnp.sum(mask & (length < system.r_max))
+
     def step(_, carry):
-        state, nbrs, rebuilds = carry
-        state = apply_fn(state, neighbor=nbrs)
+        state, nbrs, rebuilds, missed = carry
+        state = apply_fn(state, neighbor=nbrs)  # forces at the new positions, from the list `nbrs`
         new = nbrs.update(state.position)
         rebuilt = jnp.any(new.reference_position != nbrs.reference_position)
-        return state, new, rebuilds + rebuilt.astype(jnp.int32)
+        # the rebuilt list holds every pair in range at these positions: had the old one (which
+        # gave the forces) fewer, atoms moved more than the skin allows between checks
+        stale = jax.lax.cond(rebuilt, lambda: pairs_in_range(nbrs, state.position) < pairs_in_range(
+            new, state.position), lambda: jnp.bool_(False))
+        return state, new, rebuilds + rebuilt.astype(jnp.int32), missed + stale.astype(jnp.int32)
 
-    def observe(state, nbrs, rebuilds) -> Observation:
+    def observe(state, nbrs, rebuilds, missed) -> Observation:
         pe, stress = system.energy_stress_fn(state.position, nbrs)
         ke = kinetic_energy(state.momentum, state.mass)
         if stage.ensemble == "nve":
@@ -132,11 +142,13 @@ def make_chunk(system: MDSystem, stage: Stage, apply_fn: Callable, every: int, b
         else:
             conserved = jnp.full_like(pe, jnp.nan)
         extra = (state.position, state.momentum, state.force) if frames else (None, None, None)
-        return Observation(pe, ke, conserved, stress, rebuilds, *extra)
+        length, mask, radii = system.pair_geometry(state.position, nbrs)
+        contact = jnp.min(jnp.where(mask, length / jnp.where(mask, radii, 1.0), jnp.inf))
+        return Observation(pe, ke, conserved, stress, rebuilds, *extra, contact, missed)
 
     def block(carry):
-        s, n, rebuilds = jax.lax.fori_loop(0, every, step, (*carry, jnp.int32(0)))
-        return (s, n), observe(s, n, rebuilds)
+        s, n, rebuilds, missed = jax.lax.fori_loop(0, every, step, (*carry, jnp.int32(0), jnp.int32(0)))
+        return (s, n), observe(s, n, rebuilds, missed)
 
     scan = block_scan(block, blocks)
 

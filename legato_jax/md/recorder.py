@@ -3,20 +3,18 @@ progress bar, the non-finite check, the thermo table, trajectory frames and the 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Sequence
 
+import jax
 import numpy as np
 from ase import Atoms
 
-from legato_jax.errors import LegatoError
 from legato_jax.md.engine import Tally
+from legato_jax.md.health import HealthLimits, HealthWatch
 from legato_jax.md.integrate import Observation, Stage, temperature
 from legato_jax.md.observers import Thermo, Trajectory, stage_summary
-
-
-class MDUnstable(LegatoError):
-    """The dynamics produced a non-finite energy."""
 
 
 def progress_bar(total: int, name: str, enabled: bool):
@@ -30,13 +28,15 @@ def progress_bar(total: int, name: str, enabled: bool):
 
 
 class Recorder:
-    """Records the accepted chunks of a run: call it as the engine's `on_chunk`. `root` False (an
-    MPI rank other than 0) keeps the checks and counts but writes and shows nothing."""
+    """Records the accepted chunks of a run: call it as the engine's `on_chunk`. Each chunk is
+    checked by the health watch first; only its good blocks are written, then a stop is raised.
+    `root` False (an MPI rank other than 0) keeps the checks and counts but writes and shows nothing."""
 
     def __init__(self, stages: Sequence[Stage], every: int, n_atoms: int, volume: float, *, name: str = "model",
                  progress: bool = True, thermo_path: str | Path | None = None, traj_path: str | Path | None = None,
                  template: Atoms | None = None, traj_every: int | None = None, root: bool = True,
-                 thermo: bool = True) -> None:
+                 thermo: bool = True, health: HealthLimits = HealthLimits(mode="off"),
+                 start_temperature_K: float = 0.0) -> None:
         self.stages, self.every, self.n_atoms, self.name = tuple(stages), every, n_atoms, name
         self.starts = np.cumsum([0] + [s.steps for s in self.stages])
         self.start_times = np.cumsum([0.0] + [s.steps * s.dt_fs for s in self.stages])
@@ -47,16 +47,25 @@ class Recorder:
         self.tally = Tally()
         self.rebuilds = 0
         self.steps_done = 0
+        self.health = HealthWatch(health, self.stages, n_atoms, start_temperature_K, name,
+                                  warn=self._warn if root else None)
+
+    def _warn(self, line: str) -> None:
+        self.bar.write(f"legato md: warning: {line}", file=sys.stderr)
 
     def __call__(self, k: int, stage: Stage, first_step: int, carry, obs: Observation) -> None:
+        good, stop = self.health.check(k, stage, first_step, self.every, obs)
+        obs = jax.tree.map(lambda a: a[:good], obs)
         time0 = self.start_times[k] + (first_step - self.starts[k]) * stage.dt_fs
-        if self.thermo is not None:
+        if good and self.thermo is not None:
             self.thermo.add(first_step, float(time0), k, stage, self.every, obs)
-        if self.traj is not None:
+        if good and self.traj is not None:
             self.traj.add(first_step, self.every, obs, self.cell)
         self.rebuilds += int(np.sum(obs.rebuilds))
-        self.advance(len(obs.potential) * self.every, obs.kinetic[-1])
-        self.check_finite(obs, first_step)
+        if good:
+            self.advance(good * self.every, obs.kinetic[-1])
+        if stop is not None:
+            raise stop
 
     def advance(self, steps: int, kinetic: float | None = None) -> None:
         """Move the bar on by `steps` steps (with the temperature when `kinetic` is given)."""
@@ -65,14 +74,6 @@ class Recorder:
         rate = self.n_atoms * self.steps_done / max(self.tally.wall_s, 1e-9)
         temp = "" if kinetic is None else f"T {float(temperature(kinetic, self.n_atoms)):.0f} K, "
         self.bar.set_postfix_str(f"{temp}{rate:.3g} atom-steps/s")
-
-    def check_finite(self, obs: Observation, first_step: int) -> None:
-        """Refuse to go on past a block whose energy is not finite."""
-        bad = ~np.isfinite(obs.potential) | ~np.isfinite(obs.kinetic)
-        if bad.any():
-            step = first_step + (int(np.argmax(bad)) + 1) * self.every
-            raise MDUnstable(f"{self.name}: MD became unstable at step {step} (non-finite energy); "
-                             f"lower --dt or check the model on this structure")
 
     def close(self) -> None:
         self.bar.close()
@@ -88,6 +89,7 @@ class Recorder:
                "nl_rebuilds": self.rebuilds, "nl_reallocations": self.tally.reallocations,
                "compiles": self.tally.compiles.count}
         out.update(extra)
+        out["warnings"] = list(self.health.warnings)
         if self.thermo is not None:
             out["stages"] = [stage_summary(self.thermo, k, s) for k, s in enumerate(self.stages)]
         return out

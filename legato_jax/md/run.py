@@ -21,7 +21,8 @@ from legato_jax.md.energy import MDSystem, list_kind, model_energy
 from legato_jax.md.engine import run_stages
 from legato_jax.md.integrate import Stage, StageRunner, Start, allocate, make_integrator, start_stage
 from legato_jax.md.observers import Thermo, format_summary
-from legato_jax.md.recorder import MDUnstable, Recorder
+from legato_jax.md.health import MDUnstable
+from legato_jax.md.recorder import Recorder
 from legato_jax.md.systems import check_structure, initial_momenta, masses
 from legato_jax.model.potential import Potential
 
@@ -76,7 +77,8 @@ def _run(system: MDSystem, potential: Potential, atoms: Atoms, cfg: MDConfig, th
     nbrs = allocate(system, R)
     alloc_s = time.perf_counter() - t_alloc
     recorder = Recorder(cfg.stages, cfg.every, system.n_atoms, system.volume, name=name, progress=progress,
-                        thermo_path=thermo_path, traj_path=traj_path, template=atoms, traj_every=cfg.traj_every)
+                        thermo_path=thermo_path, traj_path=traj_path, template=atoms, traj_every=cfg.traj_every,
+                        health=cfg.health, start_temperature_K=cfg.temperature_K)
 
     def begin(k: int, stage: Stage, carry):
         previous, nbrs = carry

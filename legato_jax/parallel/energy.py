@@ -4,7 +4,6 @@ centred on it), so owned atoms with ghosts out to r_max give exactly the single-
 
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 import jax

@@ -110,7 +110,7 @@ def _run(potential, params, atoms, species, cfg: MDConfig, grid: DomainGrid, lay
     rows = layout.local(initial_rows(grid, R, momentum, mass[:, 0], species, caps.owned, dtype))
     recorder = Recorder(cfg.stages, cfg.every, n, float(np.prod(grid.box)), name=name, progress=progress,
                         thermo_path=thermo_path, traj_path=traj_path, template=atoms, traj_every=cfg.traj_every,
-                        root=layout.root)
+                        root=layout.root, health=cfg.health, start_temperature_K=cfg.temperature_K)
     blocks = max(1, cfg.chunk_steps // cfg.every)
     frames = traj_path is not None
 
