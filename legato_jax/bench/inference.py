@@ -21,6 +21,8 @@ from legato_jax.data.graph import TypeMap, atoms_to_graph, collate
 from legato_jax.data.neighbors import neighbor_list
 from legato_jax.model.config import AllegroConfig, ModelStats
 from legato_jax.model.potential import Potential, parameter_count
+from legato_jax.cli.options import positive_int
+from legato_jax.outputs import atomic_write_text, writable
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -175,17 +177,18 @@ def format_report(r: dict) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="configs/model/allegro-l1.yaml")
-    p.add_argument("--sizes", type=int, nargs="+", default=[864, 6912])
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--sizes", type=positive_int, nargs="+", default=[864, 6912])
+    p.add_argument("--repeats", type=positive_int, default=5)
     p.add_argument("--no-peer", dest="peer", action="store_false", help="skip nequip-allegro even if importable")
     p.add_argument("--profile", default=None, help="write a JAX profiler trace to this folder")
     p.add_argument("--json", default=None, help="also write the report as JSON here")
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.json:
+        writable(args.json, "--json")
     report = run(args)
     print(format_report(report))
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(report, fh, indent=1)
+        atomic_write_text(args.json, json.dumps(report, indent=1))
     return 0

@@ -21,6 +21,8 @@ from legato_jax.md.energy import list_kind, model_energy
 from legato_jax.md.integrate import Stage, StageRunner, make_integrator, start_stage
 from legato_jax.md.systems import initial_momenta, masses
 from legato_jax.model.io import resolve_model
+from legato_jax.cli.options import nonnegative_float, nonnegative_int, positive_int
+from legato_jax.outputs import atomic_write_text, writable
 
 
 def bench_size(potential, params, n_atoms: int, steps: int, every: int, repeats: int, skin: float,
@@ -127,21 +129,22 @@ def format_report(r: dict) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="models/allegro/best.npz")
-    p.add_argument("--sizes", type=int, nargs="+", default=[64, 1728])
-    p.add_argument("--steps", type=int, default=100, help="timed MD steps (after a warm-up chunk as long)")
-    p.add_argument("--steps-large", type=int, default=20, help="timed steps for boxes above 2,000 atoms")
-    p.add_argument("--every", type=int, default=10, help="thermo interval (the default of `legato md`)")
-    p.add_argument("--skin", type=float, default=0.5)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--peer-steps", type=int, default=10, help="ASE VelocityVerlet steps (0: skip the peer)")
+    p.add_argument("--sizes", type=positive_int, nargs="+", default=[64, 1728])
+    p.add_argument("--steps", type=positive_int, default=100, help="timed MD steps (after a warm-up chunk as long)")
+    p.add_argument("--steps-large", type=positive_int, default=20, help="timed steps for boxes above 2,000 atoms")
+    p.add_argument("--every", type=positive_int, default=10, help="thermo interval (the default of `legato md`)")
+    p.add_argument("--skin", type=nonnegative_float, default=0.5)
+    p.add_argument("--repeats", type=positive_int, default=5)
+    p.add_argument("--peer-steps", type=nonnegative_int, default=10, help="ASE VelocityVerlet steps (0: skip the peer)")
     p.add_argument("--profile", help="write jax.profiler traces here")
     p.add_argument("--json", help="write the results here")
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.json:
+        writable(args.json, "--json")
     r = run(args)
     print(format_report(r))
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(r, fh, indent=2)
+        atomic_write_text(args.json, json.dumps(r, indent=2))
     return 0

@@ -9,10 +9,14 @@ the parts are joined, in temperature order, into the output file.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
+import fcntl
 import json
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +29,7 @@ from ase.io import read, write
 
 from legato_jax.data.ammonia import molecules_intact, random_ammonia_packing
 from legato_jax.errors import ConfigError
+from legato_jax.outputs import atomic_write_text
 
 _K_B = units.kB  # eV/K
 
@@ -88,15 +93,6 @@ def _parts_dir(cfg: AmmoniaGenConfig) -> Path:
     return Path(str(cfg.output) + ".parts")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _calculator(method: str):
     from tblite.ase import TBLite
 
@@ -151,8 +147,48 @@ def _load_state(path: Path) -> dict | None:
         return json.load(fh)
 
 
+@contextlib.contextmanager
+def segment_lock(parts: Path, index: int):
+    """Hold the segment's lock file while writing it: a second live writer (a run still going,
+    or orphaned workers of a killed one) is refused instead of appending frames alongside."""
+    path = parts / f"segment{index:02d}.lock"
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            owner = fh.read().strip() or "unknown"
+            raise ConfigError(f"{path}: segment {index} is being written by another live process (pid {owner}); "
+                              f"wait for it to finish or stop it, then run again") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool initializer: a worker is killed with its parent (Linux), so a killed run leaves no
+    orphans writing on; elsewhere the segment locks still refuse a second writer."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+
 def run_segment(cfg: AmmoniaGenConfig, index: int, max_new_frames: int | None = None) -> dict:
     """Run (or resume) the segment at temperature `cfg.temperatures[index]`; returns its state."""
+    with segment_lock(_parts_dir(cfg), index):
+        return _run_segment(cfg, index, max_new_frames)
+
+
+def _run_segment(cfg: AmmoniaGenConfig, index: int, max_new_frames: int | None) -> dict:
     from ase.constraints import FixCom
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import Stationary, thermalize_momenta
@@ -203,7 +239,7 @@ def run_segment(cfg: AmmoniaGenConfig, index: int, max_new_frames: int | None = 
             momenta=atoms.get_momenta().tolist(),
             rng=rng.bit_generator.state,
         )
-        _atomic_write_text(state_path, json.dumps(state))
+        atomic_write_text(state_path, json.dumps(state))
 
     while state["thermalized_steps"] < cfg.thermalize_steps:
         n = min(100, cfg.thermalize_steps - state["thermalized_steps"])
@@ -295,7 +331,7 @@ def _check_settings(cfg: AmmoniaGenConfig) -> None:
                 f"rerun with the same options to resume, or delete {parts} to start over"
             )
     else:
-        _atomic_write_text(path, json.dumps(settings, indent=1))
+        atomic_write_text(path, json.dumps(settings, indent=1))
 
 
 def generate_ammonia(
@@ -346,7 +382,7 @@ def generate_ammonia(
             states = [run_segment(*job) for job in jobs]
         else:
             ctx = multiprocessing.get_context("spawn")
-            with ctx.Pool(workers) as pool:
+            with ctx.Pool(workers, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
                 states = pool.map(_run_segment_job, jobs, chunksize=1)
     finally:
         stop.set()
@@ -355,7 +391,7 @@ def generate_ammonia(
     reports = [segment_report(cfg, st) for st in states]
     if all(st["frames"] >= cfg.frames_per_temperature for st in states):
         _join_parts(cfg)
-        _atomic_write_text(
+        atomic_write_text(
             Path(str(cfg.output) + ".report.json"),
             json.dumps(
                 {"settings": cfg.physics(), "segments": [dataclasses.asdict(r) for r in reports]},

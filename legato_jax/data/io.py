@@ -197,12 +197,31 @@ def read_images(path: str | Path, index: str = ":", file_format: str | None = No
     path = Path(path)
     module = _COMPRESSED.get(path.suffix)
     if module is None:
+        if (file_format or path.suffix.lstrip(".")) in _TEXT_FORMATS:
+            with path.open("rb") as fh:
+                fh.seek(-1, 2)
+                _check_complete(fh.read(1).decode("latin-1"), path)
         return read(path, index=index, format=file_format)
     inner = Path(path.stem).suffix.lstrip(".")
     fmt = file_format or {"xyz": "extxyz", "": "extxyz"}.get(inner, inner)
     with importlib.import_module(module).open(path, "rt") as fh:
         text = fh.read()
+    if fmt in _TEXT_FORMATS:
+        _check_complete(text[-1:], path)
     return read(io.StringIO(text), index=index, format=fmt)
+
+
+_TEXT_FORMATS = {"extxyz", "xyz"}
+
+
+def _check_complete(last_char: str, path: Path) -> None:
+    """A text trajectory whose last line has no newline was cut while written: ASE would read
+    a number cut short (`1.2` of `1.25e-3`) as a valid value."""
+    if last_char not in ("\n", "\r", ""):
+        raise DataError(
+            f"{path}: ends inside a line (the file was cut while written); "
+            "remove the incomplete last frame or regenerate the file"
+        )
 
 
 def read_frames(
@@ -223,6 +242,8 @@ def read_frames(
         raise DataError(f"{path}: file is empty")
     try:
         images = read_images(path, index, file_format)
+    except DataError:
+        raise
     except Exception as exc:  # ASE raises many types for unreadable files
         raise DataError(
             f"{path}: cannot be read by ASE ({type(exc).__name__}: {exc}); "

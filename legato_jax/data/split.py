@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from legato_jax.errors import ConfigError, DataError
+from legato_jax.outputs import atomic_write_text
 
 SPLITS = ("train", "validation", "test")
 
@@ -38,9 +39,7 @@ def block_split(
 
 
 def write_split(path: str | Path, split: dict, meta: dict) -> None:
-    with open(path, "w") as fh:
-        json.dump({"meta": meta, **split}, fh, indent=None)
-        fh.write("\n")
+    atomic_write_text(path, json.dumps({"meta": meta, **split}, indent=None) + "\n")
 
 
 def read_split(path: str | Path, n_frames: int | None = None) -> dict[str, list[int]]:
@@ -48,13 +47,20 @@ def read_split(path: str | Path, n_frames: int | None = None) -> dict[str, list[
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such split file (make one with `legato data split`)")
-    with open(path) as fh:
-        data = json.load(fh)
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a split file (invalid JSON: {exc}); make one with `legato data split`") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: not a split file (expected a JSON object with {list(SPLITS)})")
     missing = [k for k in SPLITS if k not in data]
     if missing:
         raise DataError(f"{path}: split file lacks {missing}")
     seen: set[int] = set()
     for k in SPLITS:
+        if not isinstance(data[k], list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in data[k]):
+            raise DataError(f"{path}: split '{k}' must be a list of frame indices (integers)")
         idx = set(data[k])
         if seen & idx:
             raise DataError(f"{path}: split '{k}' shares frames with another split")

@@ -54,6 +54,9 @@ class TTFConfig:
         unknown = sorted(set(self.criteria) - set(CRITERIA))
         if unknown or not self.criteria:
             raise ConfigError(f"--criteria {unknown or '(none)'}: choose from {list(CRITERIA)}")
+        if self.every < 1 or self.chunk_steps < self.every:
+            raise ConfigError(f"--every must be >= 1 and --chunk >= --every, got --every {self.every} "
+                              f"--chunk {self.chunk_steps}")
         for s in self.stages:
             if s.steps % self.every:
                 raise ConfigError(f"a stage of {s.steps} steps is not a multiple of the check interval --every {self.every}")

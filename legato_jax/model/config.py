@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from legato_jax.errors import ConfigError
-from legato_jax.yaml_io import check_keys, read_mapping
+from legato_jax.yaml_io import check_keys, read_mapping, typed_fields
 
 PARITIES = ("o3_full", "o3_restricted", "so3")
 
@@ -76,7 +76,7 @@ class AllegroConfig:
     @classmethod
     def from_dict(cls, data: dict, where: str = "model config") -> "AllegroConfig":
         check_keys(cls, data, where)
-        return cls(**data)
+        return cls(**typed_fields(cls, data, where))
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "AllegroConfig":

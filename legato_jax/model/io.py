@@ -47,14 +47,36 @@ def load_model(path: str | Path) -> tuple[Potential, dict, dict]:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(bytes(data["__meta__"]).decode())
             flat = {k[len("param:") :]: np.array(data[k]) for k in data.files if k.startswith("param:")}
-    except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError(f"{path}: not a legato model file ({exc})") from exc
-    if meta.get("format") != FORMAT:
-        raise ConfigError(f"{path}: unknown model format {meta.get('format')!r}; expected {FORMAT}")
-    config = AllegroConfig.from_dict(meta["config"], f"{path} config")
-    stats = ModelStats(**meta["stats"])
+    except OSError:
+        raise
+    except Exception as exc:  # zip, npy and JSON readers raise many kinds for a damaged file
+        raise ConfigError(f"{path}: not a legato model file ({type(exc).__name__}: {str(exc)[:100]}); "
+                          f"give a best.npz written by legato train or scripts/export_run.py") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise ConfigError(f"{path}: unknown model format {found!r}; expected {FORMAT}")
+    try:
+        config = AllegroConfig.from_dict(meta["config"], f"{path} config")
+        stats = ModelStats(**meta["stats"])
+    except (KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: damaged model metadata ({type(exc).__name__}: {exc})") from None
     params = unflatten_dict(flat, sep="/")
+    check_params(path, Potential(config, stats), params)
     return Potential(config, stats), params, meta.get("extra", {})
+
+
+def check_params(path: Path, potential: Potential, params) -> None:
+    """The parameter arrays are the ones the file's architecture needs (names and shapes)."""
+    from legato_jax.data.graph import collate
+
+    padding_only = collate([], 2, 2, 1, potential.config.r_max).graph
+    want = jax.eval_shape(potential.init, jax.random.PRNGKey(0), padding_only)
+    want = {k: tuple(v.shape) for k, v in flatten_dict(want, sep="/").items()}
+    got = {k: tuple(np.shape(v)) for k, v in flatten_dict(params, sep="/").items()}
+    if want != got:
+        diff = sorted(set(want.items()) ^ set(got.items()))[:2]
+        raise ConfigError(f"{path}: the parameters do not fit the file's model config (first differences: {diff}); "
+                          f"the file is damaged or was edited")
 
 
 def resolve_model(path: str | Path) -> tuple[Potential, dict, dict]:

@@ -11,7 +11,7 @@ import yaml
 from legato_jax.errors import ConfigError
 from legato_jax.model.config import AllegroConfig
 from legato_jax.train.stopping import RULES
-from legato_jax.yaml_io import check_keys, read_mapping
+from legato_jax.yaml_io import check_keys, read_mapping, typed_fields
 
 
 INIT_STATS = ("keep", "refit")
@@ -94,7 +94,22 @@ class TrainConfig:
         if isinstance(model, str):  # a path to a model YAML
             model = AllegroConfig.from_yaml(model).to_dict()
         data["model"] = dict(model)
-        return cls(**data)
+        return cls(**typed_fields(cls, data, where))
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, object]]:
+    """`--set key=value` items as (key, YAML value) pairs, or a one-line error naming the item."""
+    out = []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip() or key.endswith("."):
+            raise ConfigError(f"--set {item!r}: expected key=value with a key such as lr or model.num_layers")
+        try:
+            out.append((key.strip(), yaml.safe_load(raw)))
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item!r}: the value {raw!r} is not valid YAML (quote strings, write lists "
+                              f"as [1, 2])") from None
+    return out
 
 
 def load_train_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
@@ -106,11 +121,7 @@ def load_train_config(path: str | Path, overrides: list[str] = ()) -> TrainConfi
         if not model_path.exists() and (path.parent / model_path).exists():
             model_path = path.parent / model_path
         data["model"] = AllegroConfig.from_yaml(model_path).to_dict()
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected key=value")
-        key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw)
+    for key, value in parse_overrides(overrides):
         if key.startswith("model."):
             data.setdefault("model", {})[key[len("model."):]] = value
         else:

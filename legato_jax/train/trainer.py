@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import math
 import time
 from dataclasses import dataclass
@@ -25,12 +24,14 @@ from legato_jax.data.split import read_split
 from legato_jax.errors import ConfigError, LegatoError
 from legato_jax.model.io import resolve_model, save_model
 from legato_jax.model.potential import Potential
+from legato_jax.outputs import atomic_write_text
 from legato_jax.train.checkpoint import load_checkpoint, save_checkpoint
 from legato_jax.train.config import TrainConfig
 from legato_jax.train.loss import LossWeights, batch_sums, loss_fn
 from legato_jax.train.optimizer import ema_update, make_optimizer, plateau_scale
 from legato_jax.train.statistics import fit_model_stats
 from legato_jax.train.stopping import early_stopping
+from legato_jax.yaml_io import read_mapping
 
 METRIC_FIELDS = [
     "epoch", "step", "lr", "train_loss", "val_loss", "train_e_mae", "train_e_rmse", "train_f_mae", "train_f_rmse",
@@ -180,14 +181,12 @@ class Trainer:
         fresh = state is None
         if fresh:
             state = self.init_state()
-            with open(run / "config.yaml", "w") as fh:
-                yaml.safe_dump(cfg.to_dict(), fh, sort_keys=False)
-            with open(run / "stats.json", "w") as fh:
-                json.dump({"avg_num_neighbors": self.potential.stats.avg_num_neighbors,
-                           "species_scale": self.potential.stats.species_scale,
-                           "species_shift": self.potential.stats.species_shift}, fh, indent=1)
-            with open(run / "metrics.csv", "w", newline="") as fh:
-                csv.writer(fh).writerow(METRIC_FIELDS)
+            atomic_write_text(run / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            atomic_write_text(run / "stats.json", json.dumps({
+                "avg_num_neighbors": self.potential.stats.avg_num_neighbors,
+                "species_scale": self.potential.stats.species_scale,
+                "species_shift": self.potential.stats.species_shift}, indent=1))
+            atomic_write_text(run / "metrics.csv", ",".join(METRIC_FIELDS) + "\r\n")
             val = self.evaluate(state.ema)
             state = self._early_stopping(state._replace(val_loss=jnp.array(val["loss"], jnp.float32)), val["loss"])
             save_checkpoint(run / "checkpoint.msgpack", state)
@@ -288,16 +287,16 @@ def _early_stopping_step(rule: str, delta: float, state: TrainState, value: floa
 
 
 def _truncate_metrics(path: Path, epochs: int) -> None:
-    """Drop rows written after the checkpoint being resumed (a kill between the two writes)."""
+    """Drop rows written after the checkpoint being resumed, and a row cut short by a kill
+    mid-append; rewritten atomically, so a kill mid-rewrite leaves the old file whole."""
+    import io
+
     with open(path, newline="") as fh:
         rows = list(csv.reader(fh))
-    keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= epochs]
-    tmp = path.with_name(path.name + ".tmp")  # a kill mid-rewrite leaves the old file whole
-    with open(tmp, "w", newline="") as fh:
-        csv.writer(fh).writerows(keep)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    keep = [rows[0]] + [r for r in rows[1:] if len(r) == len(rows[0]) and r[0].isdigit() and int(r[0]) <= epochs]
+    text = io.StringIO(newline="")
+    csv.writer(text).writerows(keep)
+    atomic_write_text(path, text.getvalue())
 
 
 RESUME_OVERRIDES = ("max_minutes", "max_epochs", "early_stop_patience")
@@ -312,8 +311,7 @@ def resume(run_dir: str | Path, progress: bool = True, overrides: dict | None = 
     ckpt = run_dir / "checkpoint.msgpack"
     if not cfg_path.exists() or not ckpt.exists():
         raise ConfigError(f"{run_dir}: not a training run directory (needs config.yaml and checkpoint.msgpack)")
-    with open(cfg_path) as fh:
-        data = yaml.safe_load(fh)
+    data = read_mapping(cfg_path, "training run config")
     overrides = overrides or {}
     bad = sorted(set(overrides) - set(RESUME_OVERRIDES))
     if bad:
@@ -323,11 +321,9 @@ def resume(run_dir: str | Path, progress: bool = True, overrides: dict | None = 
     data["name"] = run_dir.name
     cfg = TrainConfig.from_dict(data, str(cfg_path))
     if overrides:
-        saved = yaml.safe_load(cfg_path.read_text())
+        saved = read_mapping(cfg_path, "training run config")
         saved.update(overrides)
-        tmp = cfg_path.with_name(cfg_path.name + ".tmp")
-        tmp.write_text(yaml.safe_dump(saved, sort_keys=False))
-        os.replace(tmp, cfg_path)
+        atomic_write_text(cfg_path, yaml.safe_dump(saved, sort_keys=False))
     trainer = Trainer(cfg, progress=progress)
     # checkpoints from before the early-stopping reference was stored: the best value is the
     # reference both rules kept then
