@@ -10,6 +10,7 @@ from legato_jax.data.generate import AmmoniaGenConfig, generate_ammonia
 from legato_jax.data.io import LabelKeys, read_frames
 from legato_jax.data.split import block_split, write_split
 from legato_jax.data.stats import dataset_statistics, format_statistics
+from legato_jax.errors import ConfigError
 
 
 def add_read_options(p: argparse.ArgumentParser) -> None:
@@ -68,6 +69,12 @@ def register(sub) -> None:
 
 
 def _generate(args) -> int:
+    from legato_jax.outputs import writable
+
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    if args.max_new_frames is not None and args.max_new_frames < 1:
+        raise ConfigError(f"--max-new-frames must be >= 1, got {args.max_new_frames}")
     cfg = AmmoniaGenConfig(
         output=args.output,
         n_molecules=args.n_molecules,
@@ -81,6 +88,8 @@ def _generate(args) -> int:
         seed=args.seed,
         method=args.method,
     )
+    cfg.validate()
+    writable(cfg.output, "--output")
     reports = generate_ammonia(cfg, workers=args.workers, max_new_frames=args.max_new_frames)
     if args.json:
         import dataclasses
@@ -100,6 +109,8 @@ def _generate(args) -> int:
 
 
 def _inspect(args) -> int:
+    if not args.r_max > 0:
+        raise ConfigError(f"--r-max must be > 0 Å, got {args.r_max}")
     frames = read_from_args(args, args.file)
     stats = dataset_statistics(frames, args.r_max)
     print(json.dumps(stats, indent=1) if args.json else format_statistics(stats, args.file))
@@ -107,9 +118,11 @@ def _inspect(args) -> int:
 
 
 def _split(args) -> int:
+    from legato_jax.outputs import writable
+
+    out = writable(args.output or _split_path(args.file), "--output")
     frames = read_from_args(args, args.file)
     split = block_split(len(frames), args.fractions, args.seed, args.block)
-    out = args.output or _split_path(args.file)
     meta = {"file": args.file, "frames": len(frames), "fractions": args.fractions, "seed": args.seed, "block": args.block}
     write_split(out, split, meta)
     print(f"wrote {out}: " + ", ".join(f"{k} {len(v)}" for k, v in split.items()))

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 from legato_jax import __version__
 from legato_jax.errors import LegatoError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with usage errors as one line (the usage stays in `-h`); subcommands inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     from legato_jax.cli import train as train_cmd
     from legato_jax.cli import ttf as ttf_cmd
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="legato", description="Allegro / Allegro-Legato potentials and MD in JAX."
     )
     parser.add_argument("--version", action="version", version=f"legato_jax {__version__}")
@@ -54,6 +62,16 @@ def host_devices_for(argv: list[str]) -> int | None:
     return None
 
 
+def os_error_line(exc: OSError) -> str:
+    """An OS error as one line naming the file and what to do."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    what = exc.strerror or str(exc)
+    hint = {FileNotFoundError: "check the path", IsADirectoryError: "give a file, not a folder",
+            NotADirectoryError: "a file stands where a folder is needed", PermissionError: "choose a writable location",
+            FileExistsError: "remove it or choose another name"}.get(type(exc), "check the path and the disk")
+    return f"{where}{what}; {hint}"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     count = host_devices_for(argv)
@@ -62,14 +80,18 @@ def main(argv: list[str] | None = None) -> int:
 
         request_host_devices(count)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # -h, --version, or a usage error already printed as one line
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return int(args.func(args) or 0)
     except LegatoError as exc:
-        print(f"legato {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"legato {args.command}: error: {exc}", file=sys.stderr)
+        kind = "stopped" if getattr(exc, "exit_status", 2) != 2 else "error"
+        print(f"legato {args.command}: {kind}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return getattr(exc, "exit_status", 2)
+    except OSError as exc:
+        print(f"legato {args.command}: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"legato {args.command}: interrupted", file=sys.stderr)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from legato_jax.cli.options import nonnegative_float, positive_float, positive_int
 from legato_jax.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -20,32 +21,37 @@ def register(sub) -> None:
     p.add_argument("--model", required=True, help="model file (.npz) or run directory")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--structure", help="any ASE-readable file with a periodic cell (last frame used)")
-    what.add_argument("--ammonia", type=int, metavar="N_MOLECULES",
+    what.add_argument("--ammonia", type=positive_int, metavar="N_MOLECULES",
                       help="liquid ammonia from the shipped equilibrated 16-molecule cell (N = 16 x a x b x c)")
     p.add_argument("--frame", type=int, default=-1, help="frame of --structure (default: last)")
-    p.add_argument("--density", type=float, help="rescale the ammonia box to this density (g/cm^3)")
-    p.add_argument("--replicate", type=int, nargs=3, metavar=("A", "B", "C"), help="repeat the cell A x B x C")
+    p.add_argument("--density", type=positive_float, help="rescale the ammonia box to this density (g/cm^3)")
+    p.add_argument("--replicate", type=positive_int, nargs=3, metavar=("A", "B", "C"), help="repeat the cell A x B x C")
     p.add_argument("--preset", help="a shipped preset (legato_jax/md/presets: paper-code, paper-text, demo, stressed) or a YAML path")
     p.add_argument("--ensemble", choices=["nve", "nose-hoover", "langevin"], help="single-stage run instead of a preset")
-    p.add_argument("--temperature", type=float, help="K: initial velocities and thermostat target")
-    p.add_argument("--dt", type=float, help="time step in fs (single-stage runs)")
-    p.add_argument("--tau", type=float, default=100.0, help="thermostat time in fs (Nose-Hoover Tdamp, Langevin 1/gamma)")
-    p.add_argument("--steps", type=int, help="total steps (a preset's open-ended stage takes what is left)")
-    p.add_argument("--hydrogen-mass", type=float, help="amu (the paper: 2.014); default: the preset's or 1.008")
+    p.add_argument("--temperature", type=nonnegative_float, help="K: initial velocities and thermostat target")
+    p.add_argument("--dt", type=positive_float, help="time step in fs (single-stage runs)")
+    p.add_argument("--tau", type=positive_float, default=100.0, help="thermostat time in fs (Nose-Hoover Tdamp, Langevin 1/gamma)")
+    p.add_argument("--steps", type=positive_int, help="total steps (a preset's open-ended stage takes what is left)")
+    p.add_argument("--hydrogen-mass", type=positive_float, help="amu (the paper: 2.014); default: the preset's or 1.008")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial velocities and Langevin noise")
     p.add_argument("--precision", choices=["float32", "float64"], help="default: the model's")
-    p.add_argument("--skin", type=float, default=0.5, help="neighbour-list skin in Å")
-    p.add_argument("--log-every", type=int, default=10, help="steps between thermo rows")
-    p.add_argument("--traj-every", type=int, help="steps between trajectory frames (default: --log-every)")
-    p.add_argument("--chunk", type=int, default=1000, help="steps per compiled chunk")
+    p.add_argument("--skin", type=nonnegative_float, default=0.5, help="neighbour-list skin in Å")
+    p.add_argument("--log-every", type=positive_int, default=10, help="steps between thermo rows")
+    p.add_argument("--traj-every", type=positive_int, help="steps between trajectory frames (default: --log-every)")
+    p.add_argument("--chunk", type=positive_int, default=1000, help="steps per compiled chunk")
     p.add_argument("--out", help="trajectory extxyz (positions, momenta, energy, forces)")
     p.add_argument("--log", help="thermo CSV")
-    p.add_argument("--domains", type=int, nargs=3, metavar=("PX", "PY", "PZ"),
+    p.add_argument("--domains", type=positive_int, nargs=3, metavar=("PX", "PY", "PZ"),
                    help="split the box into PX x PY x PZ domains: one per device of this process, or one per "
                         "rank when launched with mpirun -n PX*PY*PZ (nve and nose-hoover stages)")
-    p.add_argument("--rank-timeout", type=float, default=900.0,
+    p.add_argument("--rank-timeout", type=nonnegative_float, default=900.0,
                    help="under mpirun: seconds without a finished block of --log-every steps before a rank "
                         "is ended, and with it the job (another rank died or hangs); 0 turns the watchdog off")
+    p.add_argument("--health", choices=["stop", "warn", "off"], default="stop",
+                   help="stop (exit status 3) or only warn when the run turns unphysical: temperature above 10x "
+                        "the hotter of its targets and start (warn at 2x), a pair closer than 0.5x its covalent "
+                        "radius sum (warn at 0.7x), conserved energy off by 0.1 eV/atom (warn at 0.01); "
+                        "non-finite energies and a neighbour list that missed a pair always stop")
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of text")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=main)
@@ -55,8 +61,10 @@ def build_config(args) -> "MDConfig":
     from legato_jax.md.integrate import Stage
     from legato_jax.md.run import MDConfig, load_preset
 
+    from legato_jax.md.health import HealthLimits
+
     common = dict(seed=args.seed, skin=args.skin, every=args.log_every, chunk_steps=args.chunk,
-                  traj_every=args.traj_every, precision=args.precision)
+                  traj_every=args.traj_every, precision=args.precision, health=HealthLimits(args.health))
     if args.preset and args.ensemble:
         raise ConfigError("give either --preset or --ensemble (with --temperature, --dt, --steps), not both")
     if args.preset:
@@ -103,9 +111,12 @@ def mpi_world_size() -> int:
 
 
 def main(args) -> int:
+    from legato_jax.outputs import writable
+
     cfg = build_config(args)
-    if args.domains and min(args.domains) < 1:
-        raise ConfigError(f"--domains needs three integers >= 1, got {args.domains}")
+    for option in ("out", "log"):
+        if getattr(args, option):
+            writable(getattr(args, option), f"--{option}")
     if args.domains and mpi_world_size() > 1:
         return _main_mpi(args, cfg)
     if args.domains:
@@ -149,6 +160,8 @@ def _main_mpi(args, cfg) -> int:
     try:
         return _run(args, cfg, comm)
     except (LegatoError, OSError) as exc:
-        print(f"legato md: error: rank {comm.Get_rank()}: {exc}", file=sys.stderr, flush=True)
-        comm.Abort(2)
-        return 2
+        status = getattr(exc, "exit_status", 2)
+        print(f"legato md: {'error' if status == 2 else 'stopped'}: rank {comm.Get_rank()}: {exc}", file=sys.stderr,
+              flush=True)
+        comm.Abort(status)
+        return status

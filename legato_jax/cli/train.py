@@ -48,10 +48,9 @@ def register(sub) -> None:
 
 
 def _train(args) -> int:
-    import yaml
-
     from legato_jax.errors import ConfigError
-    from legato_jax.train.config import load_train_config
+    from legato_jax.outputs import folder
+    from legato_jax.train.config import load_train_config, parse_overrides
     from legato_jax.train.trainer import Trainer, resume
 
     if args.resume:
@@ -59,20 +58,16 @@ def _train(args) -> int:
             raise ConfigError("--init-from / --init-stats start a new run; --resume continues one with its saved config")
         if args.config:
             raise ConfigError("--resume continues a run with its saved config; do not pass CONFIG")
-        overrides = {}
-        for item in args.set:
-            if "=" not in item:
-                raise ConfigError(f"--set {item!r}: expected key=value")
-            key, raw = item.split("=", 1)
-            overrides[key] = yaml.safe_load(raw)
+        overrides = dict(parse_overrides(args.set))
         trainer, state = resume(args.resume, overrides=overrides)
     elif args.config:
         extra = [f"init_from={args.init_from}"] if args.init_from else []
         extra += [f"init_stats={args.init_stats}"] if args.init_stats else []
         cfg = load_train_config(args.config, args.set + extra)
-        trainer, state = Trainer(cfg), None
         if (cfg.run_dir / "checkpoint.msgpack").exists():
             raise ConfigError(f"{cfg.run_dir} already holds a run; use --resume {cfg.run_dir}, or another --set name=...")
+        folder(cfg.run_dir, "run folder (out_dir/name)")
+        trainer, state = Trainer(cfg), None
     else:
         raise ConfigError("give a training CONFIG or --resume RUN_DIR")
     state = trainer.fit(state)
@@ -98,14 +93,25 @@ def _frames_and_graphs(args, potential):
         frames = [frames[i] for i in idx]
     if getattr(args, "max_frames", None):
         frames = frames[: args.max_frames]
+    if not frames:
+        from legato_jax.errors import DataError
+
+        raise DataError(f"{args.data}: no frames to use" + (f" in the '{args.subset}' subset of {args.split}"
+                                                            if args.split else ""))
     type_map = TypeMap(potential.config.species)
     return type_map, [frame_graph(f, type_map, potential.config.r_max) for f in frames]
 
 
 def _evaluate(args) -> int:
+    from legato_jax.errors import ConfigError
     from legato_jax.model.io import resolve_model
+    from legato_jax.outputs import writable
     from legato_jax.train.evaluate import error_metrics, format_metrics, parity_plot, predict_frames
 
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.plot:
+        writable(args.plot, "--plot")
     potential, params, _ = resolve_model(args.model)
     type_map, graphs = _frames_and_graphs(args, potential)
     preds = predict_frames(potential, params, graphs, args.batch_size)
@@ -119,9 +125,15 @@ def _evaluate(args) -> int:
 
 
 def _sharpness(args) -> int:
+    from legato_jax.errors import ConfigError
     from legato_jax.experiments.sharpness import dataset_loss_fn, noise_sharpness, sam_sharpness
     from legato_jax.model.io import resolve_model
 
+    checks = {"--std": args.std > 0, "--draws": args.draws >= 1, "--rho": args.rho > 0,
+              "--max-frames": args.max_frames is None or args.max_frames >= 1}
+    for option, ok in checks.items():
+        if not ok:
+            raise ConfigError(f"{option} {getattr(args, option[2:].replace('-', '_'))}: must be positive")
     potential, params, _ = resolve_model(args.model)
     _, graphs = _frames_and_graphs(args, potential)
     loss, grad = dataset_loss_fn(potential, graphs)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from legato_jax.experiments.failure import CRITERIA
@@ -63,7 +62,12 @@ def main(args) -> int:
     from legato_jax.experiments.ttf import format_table, run_ttf
     from legato_jax.model.io import resolve_model
 
+    from legato_jax.outputs import atomic_write_text, writable
+
     cfg = build_config(args)
+    for option in ("json", "plot"):
+        if getattr(args, option):
+            writable(getattr(args, option), f"--{option}")
     models = {}
     for path in args.models:
         name = model_name(path)
@@ -74,8 +78,7 @@ def main(args) -> int:
     result = run_ttf(models, cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
     print(format_table(result))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        atomic_write_text(args.json, json.dumps(result, indent=1))
         print(f"wrote {args.json}")
     if args.plot:
         from legato_jax.experiments.plots import plot_ttf
