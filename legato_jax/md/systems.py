@@ -23,9 +23,17 @@ def load_structure(path: str | Path, index: int = -1, min_distance: float = 0.5)
     if not path.is_file():
         raise DataError(f"{path}: no such structure file")
     try:
-        atoms = read_images(path, str(index))
+        images = read_images(path, ":")
+    except DataError:
+        raise
     except Exception as exc:  # ASE raises many types on malformed files
         raise DataError(f"{path}: cannot read a structure ({type(exc).__name__}: {exc})") from exc
+    if not images:
+        raise DataError(f"{path}: contains no frames")
+    if not -len(images) <= index < len(images):
+        raise DataError(f"{path}: has {len(images)} frames, so --frame {index} does not exist "
+                        f"(give 0..{len(images) - 1}, or -1 for the last)")
+    atoms = images[index]
     check_structure(atoms, f"{path}, frame {index}", min_distance)
     return Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc,
                  momenta=atoms.get_momenta() if atoms.has("momenta") else None)
