@@ -23,7 +23,10 @@ def register(sub) -> None:
     what.add_argument("--structure", help="any ASE-readable file with a periodic cell (last frame used)")
     what.add_argument("--ammonia", type=positive_int, metavar="N_MOLECULES",
                       help="liquid ammonia from the shipped equilibrated 16-molecule cell (N = 16 x a x b x c)")
-    p.add_argument("--frame", type=int, default=-1, help="frame of --structure (default: last)")
+    what.add_argument("--restart", metavar="FILE",
+                      help="continue exactly from a checkpoint (--checkpoint) or a trajectory frame (--out): "
+                           "positions, momenta, masses, and the thermostat where a checkpoint carries it")
+    p.add_argument("--frame", type=int, default=-1, help="frame of --structure or --restart (default: last)")
     p.add_argument("--density", type=positive_float, help="rescale the ammonia box to this density (g/cm^3)")
     p.add_argument("--replicate", type=positive_int, nargs=3, metavar=("A", "B", "C"), help="repeat the cell A x B x C")
     p.add_argument("--preset", help="a shipped preset (legato_jax/md/presets: paper-code, paper-text, demo, stressed) or a YAML path")
@@ -41,6 +44,9 @@ def register(sub) -> None:
     p.add_argument("--chunk", type=positive_int, default=1000, help="steps per compiled chunk")
     p.add_argument("--out", help="trajectory extxyz (positions, momenta, energy, forces)")
     p.add_argument("--log", help="thermo CSV")
+    p.add_argument("--checkpoint", metavar="FILE",
+                   help="write the full state (.npz, full precision, thermostat included) after every chunk; "
+                        "continue with --restart FILE")
     p.add_argument("--domains", type=positive_int, nargs=3, metavar=("PX", "PY", "PZ"),
                    help="split the box into PX x PY x PZ domains: one per device of this process, or one per "
                         "rank when launched with mpirun -n PX*PY*PZ (nve and nose-hoover stages)")
@@ -74,6 +80,8 @@ def build_config(args) -> "MDConfig":
         return MDConfig(**kw, **common)
     if not args.ensemble:
         raise ConfigError("give --preset NAME or --ensemble nve|nose-hoover|langevin")
+    if args.temperature is None and args.restart and args.ensemble == "nve":
+        args.temperature = restart_temperature(args)
     missing = [f"--{k}" for k in ("temperature", "dt", "steps") if getattr(args, k) is None]
     if missing:
         raise ConfigError(f"--ensemble {args.ensemble} needs {' '.join(missing)}")
@@ -81,10 +89,31 @@ def build_config(args) -> "MDConfig":
     return MDConfig((stage,), args.temperature, hydrogen_mass=args.hydrogen_mass, **common)
 
 
+def restart_temperature(args) -> float:
+    """The kinetic temperature of the state --restart continues (an NVE run's reference)."""
+    from ase import units
+
+    atoms = load_restart(args).atoms
+    return float(2 * atoms.get_kinetic_energy() / (3 * len(atoms) * units.kB))
+
+
+def load_restart(args):
+    from legato_jax.md.restart import read_restart
+
+    if getattr(args, "_restart", None) is None:
+        args._restart = read_restart(args.restart, args.frame)
+    return args._restart
+
+
 def build_structure(args):
     from legato_jax.data.ammonia import liquid_ammonia, set_density
     from legato_jax.md.systems import load_structure, replicate
 
+    if args.restart:
+        for option in ("density", "replicate"):
+            if getattr(args, option) is not None:
+                raise ConfigError(f"--restart continues a state as it is; drop --{option}")
+        return load_restart(args), f"{args.restart}, frame {args.frame}"
     if args.ammonia is not None:
         atoms, where = liquid_ammonia(args.ammonia, args.density), f"--ammonia {args.ammonia}"
     else:
@@ -114,7 +143,14 @@ def main(args) -> int:
     from legato_jax.outputs import writable
 
     cfg = build_config(args)
-    for option in ("out", "log"):
+    if args.restart:
+        from legato_jax.md.restart import check_masses
+
+        option = "--hydrogen-mass" if args.hydrogen_mass is not None else f"preset {args.preset}'s hydrogen_mass"
+        check_masses(load_restart(args), cfg.hydrogen_mass, option)
+    if args.domains and (args.restart or args.checkpoint):
+        raise ConfigError("--restart and --checkpoint run on one domain for now; drop --domains")
+    for option in ("out", "log", "checkpoint"):
         if getattr(args, option):
             writable(getattr(args, option), f"--{option}")
     if args.domains and mpi_world_size() > 1:
@@ -143,7 +179,7 @@ def _run(args, cfg, comm=None) -> int:
     elif args.domains:
         result = run_md_decomposed(potential, params, atoms, cfg, tuple(args.domains), **common)
     else:
-        result = run_md(potential, params, atoms, cfg, **common)
+        result = run_md(potential, params, atoms, cfg, checkpoint_path=args.checkpoint, **common)
     if result is not None:
         print(json.dumps(result.summary, indent=1) if args.json else format_summary(result.summary), flush=True)
     return 0

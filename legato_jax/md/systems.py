@@ -14,7 +14,7 @@ from ase import Atoms
 from legato_jax.data.io import check_min_distance, read_images
 from legato_jax.errors import ConfigError, DataError
 
-__all__ = ["check_structure", "initial_momenta", "load_structure", "masses", "replicate"]
+__all__ = ["check_structure", "initial_momenta", "load_structure", "masses", "replicate", "with_masses"]
 
 
 def load_structure(path: str | Path, index: int = -1, min_distance: float = 0.5) -> Atoms:
@@ -35,8 +35,12 @@ def load_structure(path: str | Path, index: int = -1, min_distance: float = 0.5)
                         f"(give 0..{len(images) - 1}, or -1 for the last)")
     atoms = images[index]
     check_structure(atoms, f"{path}, frame {index}", min_distance)
-    return Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc,
-                 momenta=atoms.get_momenta() if atoms.has("momenta") else None)
+    out = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc,
+                momenta=atoms.get_momenta() if atoms.has("momenta") else None,
+                masses=atoms.get_masses() if atoms.has("masses") else None)
+    if "step" in atoms.info:
+        out.info["step"] = int(atoms.info["step"])
+    return out
 
 
 def check_structure(atoms: Atoms, where: str, min_distance: float = 0.5) -> None:
@@ -62,6 +66,14 @@ def replicate(atoms: Atoms, reps: Sequence[int]) -> Atoms:
     if len(reps) != 3 or min(reps) < 1:
         raise ConfigError(f"--replicate needs three integers >= 1, got {list(reps)}")
     return atoms.repeat(reps)
+
+
+def with_masses(atoms: Atoms, mass) -> Atoms:
+    """A copy of `atoms` carrying the run's masses (n,) or (n, 1), so that frames written from it
+    restart with the same physics."""
+    out = atoms.copy()
+    out.set_masses(np.asarray(mass, float).reshape(len(atoms)))
+    return out
 
 
 def masses(atoms: Atoms, hydrogen_mass: float | None = None) -> np.ndarray:

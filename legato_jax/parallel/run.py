@@ -20,7 +20,7 @@ from legato_jax.md.engine import host_blocks, run_stages
 from legato_jax.md.integrate import Observation, Stage
 from legato_jax.md.recorder import Recorder
 from legato_jax.md.run import MDConfig, MDResult, initial_conditions, with_precision
-from legato_jax.md.systems import check_structure
+from legato_jax.md.systems import check_structure, with_masses
 from legato_jax.model.potential import Potential
 from legato_jax.parallel.domains import DomainGrid, decompose
 from legato_jax.parallel.integrate import Rows, check_ensemble, make_domain_chunk, start_chain
@@ -109,7 +109,7 @@ def _run(potential, params, atoms, species, cfg: MDConfig, grid: DomainGrid, lay
     caps = dataclasses.replace(caps, owned=max(caps.owned, int(np.bincount(grid.owner(R)).max())))
     rows = layout.local(initial_rows(grid, R, momentum, mass[:, 0], species, caps.owned, dtype))
     recorder = Recorder(cfg.stages, cfg.every, n, float(np.prod(grid.box)), name=name, progress=progress,
-                        thermo_path=thermo_path, traj_path=traj_path, template=atoms, traj_every=cfg.traj_every,
+                        thermo_path=thermo_path, traj_path=traj_path, template=with_masses(atoms, mass), traj_every=cfg.traj_every,
                         root=layout.root, health=cfg.health, start_temperature_K=cfg.temperature_K)
     blocks = max(1, cfg.chunk_steps // cfg.every)
     frames = traj_path is not None
