@@ -1,4 +1,5 @@
-"""`legato model info CONFIG|MODEL`: architecture summary and parameter count."""
+"""`legato model info CONFIG|MODEL`: architecture summary and parameter count; `legato model
+export MODEL OUT`: the model as a jax.export artifact."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from legato_jax.cli.options import positive_int
 from legato_jax.model.irreps import layer_irreps
 
 
@@ -18,6 +20,37 @@ def register(sub) -> None:
     i.add_argument("source", help="model YAML (configs/model/...) or model file (.npz)")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=_info)
+    e = msub.add_parser("export", help="write the model as a jax.export (StableHLO) artifact: energy, forces, "
+                                       "stress for fixed capacities, runnable with jax alone")
+    e.add_argument("model", help="model file (.npz) or run directory")
+    e.add_argument("out", help="artifact to write (JSON)")
+    e.add_argument("--max-atoms", type=positive_int, required=True, help="atom capacity")
+    e.add_argument("--max-edges", type=positive_int, help="edge capacity (default: 96 per atom)")
+    e.add_argument("--platforms", nargs="+", choices=["cpu", "cuda", "rocm"], default=["cpu"],
+                   help="platforms the artifact can run on (default: %(default)s)")
+    e.add_argument("--precision", choices=["float32", "float64"], help="default: the model's")
+    e.add_argument("--json", action="store_true", help="print the contract as JSON")
+    e.set_defaults(func=_export)
+
+
+def _export(args) -> int:
+    from legato_jax.md.run import with_precision
+    from legato_jax.model.export import export_model
+    from legato_jax.model.io import resolve_model
+    from legato_jax.outputs import writable
+
+    writable(args.out, "OUT")
+    potential, params, _ = resolve_model(args.model)
+    max_edges = args.max_edges or 96 * args.max_atoms
+    with jax.enable_x64((args.precision or potential.config.dtype) == "float64"):
+        potential, params = with_precision(potential, params, args.precision)
+        contract = export_model(potential, params, args.out, args.max_atoms, max_edges, tuple(args.platforms))
+    if args.json:
+        print(json.dumps(contract, indent=1))
+    else:
+        print(f"{args.out}: {contract['dtype']} model, cutoff {contract['cutoff']} Å, species {contract['species']}, "
+              f"up to {contract['max_atoms']} atoms and {contract['max_edges']} edges, for {contract['platforms']}")
+    return 0
 
 
 def _info(args) -> int:
