@@ -210,4 +210,4 @@ def test_legato_md_with_domains_on_host_devices(capsys, tmp_path):
     assert main(args + ["--domains", "5", "1", "1"]) == 2
     assert "use at most 4 domains along that axis" in capsys.readouterr().err
     assert main(args + ["--domains", "0", "1", "1"]) == 2
-    assert "--domains needs three integers >= 1" in capsys.readouterr().err
+    assert "--domains: must be a positive integer, got 0" in capsys.readouterr().err

@@ -334,3 +334,21 @@ def test_metrics_are_rewritten_atomically(tmp_path, monkeypatch):
         outputs.atomic_write_text(target, "epoch,loss\n")
     assert target.read_text() == "epoch,loss\n1,0.5\n"
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]
+
+
+@pytest.mark.parametrize("at", ["fsync", "replace"])
+def test_a_kill_during_the_metrics_rewrite_leaves_the_old_file_whole(tmp_path, at):
+    # a real SIGKILL of the process resuming a run, mid-write (at fsync) and just before the rename
+    target = tmp_path / "metrics.csv"
+    old = "epoch,loss\r\n1,0.5\r\n2,0.4\r\n3,0.3\r\n"
+    target.write_text(old, newline="")
+    code = (f"import os, signal\nfrom legato_jax.train.trainer import truncate_metrics\n"
+            f"os.{at} = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
+            f"truncate_metrics({str(target)!r}, 2)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    assert target.read_bytes().decode() == old
+    from legato_jax.train.trainer import truncate_metrics
+
+    truncate_metrics(target, 2)  # the next resume rewrites it over the leftover temporary file
+    assert target.read_bytes().decode() == "epoch,loss\r\n1,0.5\r\n2,0.4\r\n"

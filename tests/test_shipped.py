@@ -13,10 +13,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_demo_runs_on_the_shipped_defaults(tmp_path):
-    # the default MD (300 steps) and time-to-failure part (4 replicas, up to 150 steps) take
-    # minutes: fewer steps here, every part still runs
+    # the default MD (300 steps) and time-to-failure part (512 and 1024 atoms, 4 replicas, up to
+    # 150 steps) take minutes: fewer steps and smaller systems here, every part still runs
     proc = subprocess.run([sys.executable, "-m", "legato_jax.cli.main", "demo", "--out", str(tmp_path),
-                           "--md-steps", "120", "--ttf-replicas", "2", "--ttf-max-steps", "20"],
+                           "--md-steps", "120", "--ttf-sizes", "128", "256", "--ttf-replicas", "2",
+                           "--ttf-max-steps", "20"],
                           cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "frames                1500" in proc.stdout
@@ -31,5 +32,5 @@ def test_demo_runs_on_the_shipped_defaults(tmp_path):
     assert (tmp_path / "md_allegro.csv").exists() and (tmp_path / "md_legato.csv").exists()
     assert "beta of t_failure" in proc.stdout and "legato vs allegro" in proc.stdout
     ttf = json.loads((tmp_path / "ttf.json").read_text())
-    assert set(ttf["models"]) == {"allegro", "legato"} and set(ttf["models"]["legato"]["sizes"]) == {"512", "1024"}
+    assert set(ttf["models"]) == {"allegro", "legato"} and set(ttf["models"]["legato"]["sizes"]) == {"128", "256"}
     assert (tmp_path / "ttf.png").exists()

@@ -191,7 +191,7 @@ class Trainer:
             state = self._early_stopping(state._replace(val_loss=jnp.array(val["loss"], jnp.float32)), val["loss"])
             save_checkpoint(run / "checkpoint.msgpack", state)
         else:
-            _truncate_metrics(run / "metrics.csv", int(state.epoch))
+            truncate_metrics(run / "metrics.csv", int(state.epoch))
         self.train_loader.set_epoch(int(state.epoch))
 
         from tqdm import tqdm
@@ -286,7 +286,7 @@ def _early_stopping_step(rule: str, delta: float, state: TrainState, value: floa
     return state._replace(stop_reference=jnp.array(reference, jnp.float32), epochs_since_best=jnp.array(count))
 
 
-def _truncate_metrics(path: Path, epochs: int) -> None:
+def truncate_metrics(path: Path, epochs: int) -> None:
     """Drop rows written after the checkpoint being resumed, and a row cut short by a kill
     mid-append; rewritten atomically, so a kill mid-rewrite leaves the old file whole."""
     import io
