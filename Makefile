@@ -28,15 +28,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.core-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e .
+$(VENV)/.core-installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q -c constraints.txt -e .
 	touch $@
 
-$(VENV)/.all-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q "mpi4py>=4" "mpich>=4" nanobind cython setuptools wheel "jax[cpu]==0.10.2"
+$(VENV)/.all-installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q -c constraints.txt mpi4py mpich nanobind cython setuptools wheel "jax[cpu]"
 	PATH="$(ABS_BIN):$(BUILD_PATH)" MPI4JAX_BUILD_MPICC="$(ABS_BIN)/mpicc" \
-		$(BIN)/python -m pip install -q --no-build-isolation "mpi4jax==0.9.1.post2"
-	$(BIN)/python -m pip install -q -e ".[mpi,dev]"
+		$(BIN)/python -m pip install -q -c constraints.txt --no-build-isolation mpi4jax
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[mpi,generate,dev]"
 	touch $@ $(VENV)/.core-installed
 
 clean:

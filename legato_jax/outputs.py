@@ -3,6 +3,8 @@ neither a bad path nor a kill loses results."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -51,3 +53,22 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def json_ready(obj):
+    """`obj` with NaN and infinities as None (JSON's null; `json` would write the invalid `NaN`)
+    and numpy scalars and arrays as Python numbers and lists."""
+    if isinstance(obj, dict):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy scalars and arrays
+        return json_ready(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def json_text(obj, indent: int | None = 1) -> str:
+    """Strict JSON of `obj` (see `json_ready`), newline-terminated."""
+    return json.dumps(json_ready(obj), indent=indent, allow_nan=False) + "\n"

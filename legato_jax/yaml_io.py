@@ -55,8 +55,13 @@ def _typed(value, hint, key: str, where: str):
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (hint,) = [a for a in args if a is not type(None)]
-        return _typed(value, hint, key, where)
+        options = [a for a in args if a is not type(None)]
+        for option in options[:-1]:  # the first alternative that takes the value
+            try:
+                return _typed(value, option, key, where)
+            except ConfigError:
+                pass
+        return _typed(value, options[-1], key, where)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: '{key}' must be a list, got {value!r}")

@@ -275,3 +275,16 @@ def test_nose_hoover_invariant_equals_jax_md(tiny64, cell):
                                      state.chain, kT, state.position.size)
         ref = simulate.nvt_nose_hoover_invariant(system.energy_fn, state, kT, neighbor=nbrs)
     assert float(ours) == pytest.approx(float(ref), abs=1e-10)
+
+
+def test_a_preset_longer_than_steps_is_cut_in_order_with_a_note():
+    from legato_jax.md.config import load_preset
+
+    notes = []
+    stages = load_preset("demo", 120, note=notes.append)["stages"]  # NVT 100, then NVE for the rest
+    assert [(s.ensemble, s.steps) for s in stages] == [("nose-hoover", 100), ("nve", 20)]
+    assert not notes
+    stages = load_preset("demo", 60, note=notes.append)["stages"]
+    assert [(s.ensemble, s.steps) for s in stages] == [("nose-hoover", 60)] and "60 steps run nose-hoover 60" in notes[0]
+    load_preset("paper-code", note=notes.append)
+    assert "runs 1,000,000 steps; give --steps" in notes[-1]

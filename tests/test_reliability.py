@@ -80,7 +80,7 @@ MD = "md --ensemble nve --temperature 100 --dt 1 --steps 10 --no-progress"
 CASES = [
     # usage errors (argparse)
     ("frobnicate", "invalid choice: 'frobnicate'"),
-    ("md --structure {d}/cell.extxyz", "--model"),
+    ("md --structure {d}/cell.extxyz --ammonia 16", "not allowed with argument --structure"),
     ("md --model {tiny} --ammonia 16 --ensemble foo", "--ensemble: invalid choice"),
     ("{md} --model {tiny} --ammonia sixteen", "--ammonia: must be an integer"),
     ("data split --fractions 0.8 0.1 {d}/toy.extxyz", "--fractions"),

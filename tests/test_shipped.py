@@ -13,10 +13,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_demo_runs_on_the_shipped_defaults(tmp_path):
-    # the default MD (300 steps) and time-to-failure part (512 and 1024 atoms, 4 replicas, up to
-    # 150 steps) take minutes: fewer steps and smaller systems here, every part still runs
+    # the default MD (512 atoms, 300 steps) and time-to-failure part (512 and 1024 atoms, 4
+    # replicas, up to 150 steps) take minutes: fewer steps and smaller systems here, every part runs
     proc = subprocess.run([sys.executable, "-m", "legato_jax.cli.main", "demo", "--out", str(tmp_path),
-                           "--md-steps", "120", "--ttf-sizes", "128", "256", "--ttf-replicas", "2",
+                           "--md-steps", "120", "--md-molecules", "32", "--ttf-sizes", "128", "256",
+                           "--ttf-replicas", "2",
                            "--ttf-max-steps", "20"],
                           cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -30,6 +31,8 @@ def test_demo_runs_on_the_shipped_defaults(tmp_path):
     assert (tmp_path / "data_summary.png").exists() and (tmp_path / "parity_legato.png").exists()
     assert proc.stdout.count("stage 1 nve") == 2 and (tmp_path / "md_thermo.png").exists()
     assert (tmp_path / "md_allegro.csv").exists() and (tmp_path / "md_legato.csv").exists()
+    assert (tmp_path / "md_rdf.png").exists() and (tmp_path / "md_legato.extxyz").exists()
+    assert "[4/4] time to failure" in proc.stderr
     assert "beta of t_failure" in proc.stdout and "legato vs allegro" in proc.stdout
     ttf = json.loads((tmp_path / "ttf.json").read_text())
     assert set(ttf["models"]) == {"allegro", "legato"} and set(ttf["models"]["legato"]["sizes"]) == {"128", "256"}

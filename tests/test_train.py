@@ -229,3 +229,13 @@ def test_learning_curves_of_two_runs_in_one_figure(toy_data, tmp_path):
     assert out.stat().st_size > 0
     with pytest.raises(ConfigError, match="no metrics.csv"):
         read_metrics(tmp_path / "none")
+
+
+def test_max_minutes_stops_within_an_epoch_and_resume_repeats_it_whole(toy_data, tmp_path):
+    trainer = Trainer(config(toy_data, tmp_path, name="timed", max_minutes=1e-6, batch_size=1), progress=False)
+    state = trainer.fit()
+    assert "within epoch 1" in trainer.stop_reason and int(state.epoch) == 0
+    assert len((tmp_path / "timed" / "metrics.csv").read_text().splitlines()) == 1  # the header only
+    trainer, state = resume(tmp_path / "timed", progress=False, overrides={"max_minutes": 60, "max_epochs": 1})
+    state = trainer.fit(state)
+    assert int(state.epoch) == 1 and int(state.step) == trainer.steps_per_epoch

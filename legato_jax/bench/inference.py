@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import resource
 import time
@@ -14,6 +13,7 @@ from contextlib import nullcontext
 import jax
 import jax.numpy as jnp
 
+from legato_jax.cli.options import add_json_option, check_json_target, emit
 from legato_jax.bench.timing import median_time
 from legato_jax.data.ammonia import tiled_ammonia_packing
 from legato_jax.data.batching import bucket
@@ -22,7 +22,6 @@ from legato_jax.data.neighbors import neighbor_list
 from legato_jax.model.config import AllegroConfig, ModelStats
 from legato_jax.model.potential import Potential, parameter_count
 from legato_jax.cli.options import positive_int
-from legato_jax.outputs import atomic_write_text, writable
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -176,19 +175,16 @@ def format_report(r: dict) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default="configs/model/allegro-l1.yaml")
-    p.add_argument("--sizes", type=positive_int, nargs="+", default=[864, 6912])
-    p.add_argument("--repeats", type=positive_int, default=5)
+    p.add_argument("--config", default="allegro-l1", help="model YAML or shipped model preset")
+    p.add_argument("--sizes", type=positive_int, nargs="+", default=[864, 6912], help="atoms per ammonia box")
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed repetitions (the median is reported)")
     p.add_argument("--no-peer", dest="peer", action="store_false", help="skip nequip-allegro even if importable")
     p.add_argument("--profile", default=None, help="write a JAX profiler trace to this folder")
-    p.add_argument("--json", default=None, help="also write the report as JSON here")
+    add_json_option(p, "the results")
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.json:
-        writable(args.json, "--json")
+    check_json_target(args)
     report = run(args)
-    print(format_report(report))
-    if args.json:
-        atomic_write_text(args.json, json.dumps(report, indent=1))
+    emit(args, report, format_report(report))
     return 0

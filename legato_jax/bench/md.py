@@ -5,7 +5,6 @@ same list, on liquid-ammonia boxes; ASE's VelocityVerlet driving our calculator 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from contextlib import nullcontext
 
@@ -13,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from legato_jax.cli.options import add_json_option, check_json_target, emit
 from legato_jax.bench.timing import median_time
 from legato_jax.data.ammonia import ammonia_box
 from legato_jax.data.graph import TypeMap
@@ -22,7 +22,6 @@ from legato_jax.md.integrate import Stage, StageRunner, make_integrator, start_s
 from legato_jax.md.systems import initial_momenta, masses
 from legato_jax.model.io import resolve_model
 from legato_jax.cli.options import nonnegative_float, nonnegative_int, positive_int
-from legato_jax.outputs import atomic_write_text, writable
 
 
 def bench_size(potential, params, n_atoms: int, steps: int, every: int, repeats: int, skin: float,
@@ -128,23 +127,20 @@ def format_report(r: dict) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="models/allegro/best.npz")
-    p.add_argument("--sizes", type=positive_int, nargs="+", default=[64, 1728])
+    p.add_argument("--model", default="allegro", help="model file, run directory or shipped model name")
+    p.add_argument("--sizes", type=positive_int, nargs="+", default=[64, 1728], help="atoms per ammonia box")
     p.add_argument("--steps", type=positive_int, default=100, help="timed MD steps (after a warm-up chunk as long)")
     p.add_argument("--steps-large", type=positive_int, default=20, help="timed steps for boxes above 2,000 atoms")
     p.add_argument("--every", type=positive_int, default=10, help="thermo interval (the default of `legato md`)")
-    p.add_argument("--skin", type=nonnegative_float, default=0.5)
-    p.add_argument("--repeats", type=positive_int, default=5)
+    p.add_argument("--skin", type=nonnegative_float, default=0.5, help="neighbour-list skin, Å")
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed repetitions (the median is reported)")
     p.add_argument("--peer-steps", type=nonnegative_int, default=10, help="ASE VelocityVerlet steps (0: skip the peer)")
     p.add_argument("--profile", help="write jax.profiler traces here")
-    p.add_argument("--json", help="write the results here")
+    add_json_option(p, "the results")
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.json:
-        writable(args.json, "--json")
+    check_json_target(args)
     r = run(args)
-    print(format_report(r))
-    if args.json:
-        atomic_write_text(args.json, json.dumps(r, indent=2))
+    emit(args, r, format_report(r))
     return 0

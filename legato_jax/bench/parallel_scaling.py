@@ -22,9 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from legato_jax.cli.options import add_json_option, check_json_target, emit
 from legato_jax.bench.timing import median_time
 from legato_jax.cli.options import nonnegative_float, positive_float, positive_int
-from legato_jax.outputs import atomic_write_text, writable
 
 GRIDS = {1: (1, 1, 1), 2: (2, 1, 1), 4: (2, 2, 1), 8: (2, 2, 2), 16: (4, 2, 2), 27: (3, 3, 3), 64: (4, 4, 4)}
 
@@ -294,16 +294,16 @@ def format_model(r: dict, latency_us: float, bandwidth_GBs: float, Ps=(8, 64, 51
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="models/allegro/best.npz")
+    p.add_argument("--model", default="allegro", help="model file, run directory or shipped model name")
     p.add_argument("--atoms-per-domain", type=positive_int, default=6912, help="weak-scaling load (the paper's per GPU)")
     p.add_argument("--domains", type=positive_int, nargs="+", default=[1, 2, 4, 8], help="values of P")
     p.add_argument("--backend", choices=["mesh", "mpi"], default="mesh",
                    help="mesh: devices of this process (shard_map); mpi: mpirun -n P, one domain per rank")
     p.add_argument("--steps", type=positive_int, default=20, help="timed MD steps per P (after a compile run as long)")
-    p.add_argument("--repeats", type=positive_int, default=3)
-    p.add_argument("--skin", type=nonnegative_float, default=0.5)
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed repetitions (the median is reported)")
+    p.add_argument("--skin", type=nonnegative_float, default=0.5, help="neighbour-list skin, Å")
     p.add_argument("--profile", help="write jax.profiler traces here, one per P (and rank)")
-    p.add_argument("--json", help="write the results here")
+    add_json_option(p, "the results")
     p.add_argument("--model-latency-us", type=nonnegative_float, default=2.0, help="network latency for the efficiency model")
     p.add_argument("--model-bandwidth-gbs", type=positive_float, default=12.5,
                    help="network bandwidth per domain for the efficiency model (GB/s)")
@@ -313,17 +313,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.one:
         return _one(args)
-    if args.json:
-        writable(args.json, "--json")
+    check_json_target(args)
     if args.backend == "mesh":
         from legato_jax.parallel.devices import request_host_devices
 
         request_host_devices(max(args.domains))
     r = run(args)
-    print(format_report(r))
-    print(format_model(r, args.model_latency_us, args.model_bandwidth_gbs))
-    if args.json:
-        atomic_write_text(args.json, json.dumps(r, indent=2))
+    emit(args, r, format_report(r) + "\n" + format_model(r, args.model_latency_us, args.model_bandwidth_gbs))
     return 0
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import statistics
 import time
@@ -16,9 +15,9 @@ from contextlib import nullcontext
 import jax
 import numpy as np
 
+from legato_jax.cli.options import add_json_option, check_json_target, emit
 from legato_jax.bench.inference import matmul_peak_gflops
 from legato_jax.cli.options import nonnegative_float, positive_int
-from legato_jax.outputs import atomic_write_text, writable
 from legato_jax.train.config import load_train_config
 from legato_jax.train.trainer import Trainer, load_datasets
 
@@ -130,20 +129,17 @@ def format_report(r: dict) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--configs", nargs="+", default=["configs/train/allegro.yaml", "configs/train/allegro-paper.yaml"],
                    help="training configs whose models and loss are timed (rho is set by this benchmark)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[4, 8, 16, 32])
-    p.add_argument("--rho", type=nonnegative_float, default=0.005)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a training option of every config, repeatable")
+    p.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[4, 8, 16, 32], help="batch sizes timed")
+    p.add_argument("--rho", type=nonnegative_float, default=0.005, help="SAM radius of the SAM rows")
     p.add_argument("--frames", type=positive_int, default=64, help="training frames to draw batches from")
     p.add_argument("--repeats", type=positive_int, default=10, help="timed steps per row")
     p.add_argument("--profile", default=None, help="write jax.profiler traces here, one per row and optimizer")
-    p.add_argument("--json", default=None)
+    add_json_option(p, "the results")
 
 
 def main(args) -> int:
-    if args.json:
-        writable(args.json, "--json")
+    check_json_target(args)
     report = run(args)
-    print(format_report(report))
-    if args.json:
-        atomic_write_text(args.json, json.dumps(report, indent=1))
+    emit(args, report, format_report(report))
     return 0

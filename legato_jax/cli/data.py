@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
+from legato_jax.cli.options import add_json_option, check_json_target, emit
 from legato_jax.data.generate import AmmoniaGenConfig, generate_ammonia
 from legato_jax.data.io import LabelKeys, read_frames
 from legato_jax.data.split import block_split, write_split
@@ -35,41 +35,47 @@ def register(sub) -> None:
 
     d = AmmoniaGenConfig()
     g = dsub.add_parser("generate-ammonia", help="GFN1-xTB Langevin MD of liquid ammonia -> extxyz")
-    g.add_argument("--output", default=d.output)
-    g.add_argument("--n-molecules", type=int, default=d.n_molecules)
+    g.add_argument("--out", "--output", dest="output", default=d.output, help="extxyz file to write (appended on rerun)")
+    g.add_argument("--n-molecules", type=int, default=d.n_molecules, help="ammonia molecules in the box")
     g.add_argument("--density", type=float, default=d.density, help="g/cm^3")
     g.add_argument("--temperatures", type=float, nargs="+", default=list(d.temperatures), help="K, one segment each")
-    g.add_argument("--frames-per-temperature", type=int, default=d.frames_per_temperature)
+    g.add_argument("--frames-per-temperature", type=int, default=d.frames_per_temperature, help="frames saved per temperature segment")
     g.add_argument("--stride", type=int, default=d.stride, help="MD steps between saved frames")
-    g.add_argument("--timestep", type=float, default=d.timestep, help="fs")
-    g.add_argument("--thermalize-steps", type=int, default=d.thermalize_steps)
+    g.add_argument("--dt", "--timestep", dest="timestep", type=float, default=d.timestep, help="time step, fs")
+    g.add_argument("--thermalize-steps", type=int, default=d.thermalize_steps, help="MD steps before the first saved frame")
     g.add_argument("--friction", type=float, default=d.friction, help="Langevin friction, 1/fs")
-    g.add_argument("--seed", type=int, default=d.seed)
-    g.add_argument("--method", default=d.method, choices=["GFN1-xTB", "GFN2-xTB"])
+    g.add_argument("--seed", type=int, default=d.seed, help="seed of the initial structure and Langevin noise")
+    g.add_argument("--method", default=d.method, choices=["GFN1-xTB", "GFN2-xTB"], help="tblite method of the labels")
     g.add_argument("--workers", type=int, default=1, help="temperature segments run in parallel")
     g.add_argument("--max-new-frames", type=int, default=None, help="stop each segment after this many new frames (rerun to continue)")
-    g.add_argument("--json", action="store_true", help="print the per-segment report as JSON")
+    add_json_option(g, "the per-segment report")
     g.set_defaults(func=_generate)
 
     i = dsub.add_parser("inspect", help="validate a dataset and print its statistics")
     i.add_argument("file")
     i.add_argument("--r-max", type=float, default=6.0, help="cutoff for neighbour statistics (Å)")
-    i.add_argument("--json", action="store_true")
+    add_json_option(i, "the statistics")
     add_read_options(i)
     i.set_defaults(func=_inspect)
 
     s = dsub.add_parser("split", help="deterministic train/validation/test split by frame blocks")
     s.add_argument("file")
-    s.add_argument("--output", default=None, help="default: FILE with suffix .split.json")
-    s.add_argument("--fractions", type=float, nargs=3, default=[0.8, 0.1, 0.1])
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", "--output", dest="output", default=None, help="split file to write (default: FILE with suffix .split.json)")
+    s.add_argument("--fractions", type=float, nargs=3, default=[0.8, 0.1, 0.1], metavar=("TRAIN", "VAL", "TEST"), help="fractions of the frames")
+    s.add_argument("--seed", type=int, default=0, help="seed of the block shuffle")
     s.add_argument("--block", type=int, default=10, help="consecutive frames kept together")
     add_read_options(s)
     s.set_defaults(func=_split)
 
 
 def _generate(args) -> int:
+    import importlib.util
+
     from legato_jax.outputs import writable
+
+    if importlib.util.find_spec("tblite") is None:
+        raise ConfigError("generate-ammonia labels frames with GFN1-xTB from tblite, which is not installed: "
+                          "pip install 'legato_jax[generate]'")
 
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
@@ -89,20 +95,16 @@ def _generate(args) -> int:
         method=args.method,
     )
     cfg.validate()
-    writable(cfg.output, "--output")
+    writable(cfg.output, "--out")
+    check_json_target(args)
     reports = generate_ammonia(cfg, workers=args.workers, max_new_frames=args.max_new_frames)
-    if args.json:
-        import dataclasses
+    import dataclasses
 
-        print(json.dumps([dataclasses.asdict(r) for r in reports], indent=1))
-    else:
-        print(f"{'T target (K)':>12} {'frames':>7} {'T mean (K)':>11} {'± s.e.':>7} {'T std':>7} {'s/frame':>8} {'intact':>7}  thermostat")
-        for r in reports:
-            print(
-                f"{r.temperature:12.1f} {r.frames:7d} {r.mean_temperature:11.2f} {r.stderr_temperature:7.2f} "
-                f"{r.std_temperature:7.2f} {r.seconds_per_frame:8.3f} {r.intact_fraction:7.3f}  "
-                f"{'ok' if r.thermostat_ok else 'OFF TARGET'}"
-            )
+    lines = [f"{'T target (K)':>12} {'frames':>7} {'T mean (K)':>11} {'± s.e.':>7} {'T std':>7} {'s/frame':>8} {'intact':>7}  thermostat"]
+    lines += [f"{r.temperature:12.1f} {r.frames:7d} {r.mean_temperature:11.2f} {r.stderr_temperature:7.2f} "
+              f"{r.std_temperature:7.2f} {r.seconds_per_frame:8.3f} {r.intact_fraction:7.3f}  "
+              f"{'ok' if r.thermostat_ok else 'OFF TARGET'}" for r in reports]
+    emit(args, [dataclasses.asdict(r) for r in reports], "\n".join(lines))
     done = all(r.frames >= cfg.frames_per_temperature for r in reports)
     print(f"wrote {cfg.output}" if done else "stopped early; rerun the same command to continue", file=sys.stderr)
     return 0
@@ -111,16 +113,17 @@ def _generate(args) -> int:
 def _inspect(args) -> int:
     if not args.r_max > 0:
         raise ConfigError(f"--r-max must be > 0 Å, got {args.r_max}")
+    check_json_target(args)
     frames = read_from_args(args, args.file)
     stats = dataset_statistics(frames, args.r_max)
-    print(json.dumps(stats, indent=1) if args.json else format_statistics(stats, args.file))
+    emit(args, stats, format_statistics(stats, args.file))
     return 0
 
 
 def _split(args) -> int:
     from legato_jax.outputs import writable
 
-    out = writable(args.output or _split_path(args.file), "--output")
+    out = writable(args.output or _split_path(args.file), "--out")
     frames = read_from_args(args, args.file)
     split = block_split(len(frames), args.fractions, args.seed, args.block)
     meta = {"file": args.file, "frames": len(frames), "fractions": args.fractions, "seed": args.seed, "block": args.block}

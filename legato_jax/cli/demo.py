@@ -5,6 +5,7 @@ comparison of the two under the stressed protocol."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -14,36 +15,63 @@ from legato_jax.data.io import read_frames
 from legato_jax.data.plots import plot_dataset_summary
 from legato_jax.data.split import read_split
 from legato_jax.data.stats import dataset_statistics, format_statistics
-from legato_jax.model.io import load_model
+from legato_jax.cli.md import model_name
+from legato_jax.cli.options import positive_float, positive_int
+from legato_jax.errors import ConfigError
+from legato_jax.model.io import resolve_model
+from legato_jax.outputs import atomic_write_text, folder
+from legato_jax.shipped import locate, missing_hint
 from legato_jax.train.evaluate import error_metrics, format_metrics, parity_plot, predict_frames
 
 DEFAULT_DATA = "data/ammonia.extxyz.xz"
 DEFAULT_SPLIT = "data/ammonia.split.json"
-DEFAULT_MODELS = ("models/allegro/best.npz", "models/legato/best.npz")
+DEFAULT_MODELS = ("allegro", "legato")  # the shipped models, by name
+PARTS = ("data", "test errors", "MD", "time to failure")
 
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="run the main job on the shipped defaults")
-    p.add_argument("--data", default=DEFAULT_DATA)
-    p.add_argument("--split", default=DEFAULT_SPLIT)
-    p.add_argument("--r-max", type=float, default=6.0)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--models", nargs="*", default=list(DEFAULT_MODELS), help="models to evaluate on the test split")
+    p.add_argument("--data", default=DEFAULT_DATA, help="dataset (a file or the shipped dataset)")
+    p.add_argument("--split", default=DEFAULT_SPLIT, help="split file of --data")
+    p.add_argument("--r-max", type=positive_float, default=6.0, help="Å, for the data statistics")
+    p.add_argument("--batch-size", type=positive_int, default=4, help="batch size of the batching statistics")
+    p.add_argument("--model", "--models", dest="models", action="extend", nargs="+",
+                   help=f"models to compare (files, run directories or shipped names; default: {' '.join(DEFAULT_MODELS)})")
     p.add_argument("--out", default="demo", help="folder for the figures")
-    p.add_argument("--md-molecules", type=int, default=128, help="ammonia molecules in the MD box (16 x a x b x c)")
+    p.add_argument("--md-molecules", type=positive_int, default=128, help="ammonia molecules in the MD box (16 x a x b x c)")
     p.add_argument("--md-preset", default="demo", help="MD preset (legato_jax/md/presets)")
-    p.add_argument("--md-steps", type=int, help="MD steps (default: the preset's)")
-    p.add_argument("--ttf-sizes", type=int, nargs="*", default=[512, 1024],
+    p.add_argument("--md-steps", type=positive_int, help="MD steps (default: the preset's)")
+    p.add_argument("--ttf-sizes", type=positive_int, nargs="*", default=[512, 1024],
                    help="atoms per time-to-failure system (none: skip the comparison)")
-    p.add_argument("--ttf-replicas", type=int, default=4)
+    p.add_argument("--ttf-replicas", type=positive_int, default=4, help="replicas per size and model")
     p.add_argument("--ttf-preset", default="stressed", help="MD preset of the time-to-failure runs (legato_jax/md/presets)")
-    p.add_argument("--ttf-max-steps", type=int, default=150)
-    p.add_argument("--ttf-criteria", nargs="+", default=["temperature", "nh_bond"])
+    p.add_argument("--ttf-max-steps", type=positive_int, default=150, help="step limit of each replica")
+    p.add_argument("--ttf-criteria", nargs="+", default=["temperature", "nh_bond"], help="failure criteria reported")
     p.set_defaults(func=run)
 
 
+def load_models(refs: list[str]) -> dict[str, tuple]:
+    """name -> (potential, params) for each model reference, or a one-line error naming a missing one."""
+    models = {}
+    for ref in refs:
+        path = locate(ref, "model")
+        if not path.exists():
+            raise ConfigError(f"model {ref} not found{missing_hint(ref, 'model')}; give --model FILE")
+        potential, params, _ = resolve_model(path)
+        models[model_name(str(path))] = (potential, params)
+    return models
+
+
 def run(args) -> int:
+    folder(args.out, "--out")
     t0 = time.perf_counter()
+    parts = list(PARTS) if args.ttf_sizes else list(PARTS[:-1])
+
+    def part(name: str) -> None:
+        print(f"[{parts.index(name) + 1}/{len(parts)}] {name} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+
+    models = load_models(args.models or DEFAULT_MODELS)
+    part("data")
     frames = read_frames(args.data)
     print(format_statistics(dataset_statistics(frames, args.r_max), args.data))
     split = read_split(args.split, len(frames))
@@ -61,29 +89,27 @@ def run(args) -> int:
     png = plot_dataset_summary(frames, Path(args.out) / "data_summary.png", args.r_max)
     print(f"wrote {png}")
 
+    part("test errors")
     test_frames = [frames[k] for k in split["test"]]
-    for path in args.models:
-        if not Path(path).exists():
-            print(f"model {path} not found; skipped")
-            continue
-        potential, params, _ = load_model(path)
+    for name, (potential, params) in models.items():
         tmap = TypeMap(potential.config.species)
         graphs = [frame_graph(f, tmap, potential.config.r_max) for f in test_frames]
         preds = predict_frames(potential, params, graphs)
         metrics = error_metrics(graphs, preds, tmap)
-        print(format_metrics(metrics, f"{path} on the test split"))
-        name = Path(path).parent.name or Path(path).stem
-        (Path(args.out) / f"metrics_{name}.json").write_text(json.dumps(metrics, indent=1))
-        parity_plot(graphs, preds, Path(args.out) / f"parity_{name}.png", f"{name}: test split")
-    run_md_demo(args)
+        print(format_metrics(metrics, f"{name} on the test split"))
+        atomic_write_text(Path(args.out) / f"metrics_{name}.json", json.dumps(metrics, indent=1))
+        parity_plot(graphs, preds, Path(args.out) / f"parity_{name}.png", f"{name}: test split", tmap.symbols)
+    part("MD")
+    run_md_demo(args, models)
     if args.ttf_sizes:
-        run_ttf_demo(args)
+        part("time to failure")
+        run_ttf_demo(args, models)
     print(f"done in {time.perf_counter() - t0:.1f} s; figures in {args.out}/")
     return 0
 
 
-def run_md_demo(args) -> None:
-    """NVT -> NVE on a liquid-ammonia box with each shipped model; thermo CSVs and one plot."""
+def run_md_demo(args, models: dict[str, tuple]) -> None:
+    """NVT -> NVE on a liquid-ammonia box with each model; thermo CSVs and one plot."""
     from legato_jax.md.observers import format_summary
     from legato_jax.md.plots import plot_thermo
     from legato_jax.md.run import MDConfig, load_preset, run_md
@@ -91,25 +117,41 @@ def run_md_demo(args) -> None:
 
     cfg = MDConfig(**load_preset(args.md_preset, args.md_steps))
     atoms = liquid_ammonia(args.md_molecules)
-    thermos = {}
-    for path in args.models:
-        if not Path(path).exists():
-            continue
-        potential, params, _ = load_model(path)
-        name = Path(path).parent.name or Path(path).stem
+    thermos, trajectories = {}, {}
+    for name, (potential, params) in models.items():
+        trajectories[name] = Path(args.out) / f"md_{name}.extxyz"
         res = run_md(potential, params, atoms, cfg, thermo_path=Path(args.out) / f"md_{name}.csv",
-                     progress=False, name=name, where=f"--md-molecules {args.md_molecules}")
+                     traj_path=trajectories[name], progress=True, name=name,
+                     where=f"--md-molecules {args.md_molecules}")
         print(format_summary(res.summary))
         thermos[name] = res.thermo
-    if thermos:
-        stages = " -> ".join(f"{s.ensemble} {s.steps} x {s.dt_fs} fs" for s in cfg.stages)
-        png = plot_thermo(thermos, Path(args.out) / "md_thermo.png", f"{len(atoms)} atoms NH3: {stages}")
-        print(f"wrote {png}")
+    stages = " -> ".join(f"{s.ensemble} {s.steps} x {s.dt_fs} fs" for s in cfg.stages)
+    png = plot_thermo(thermos, Path(args.out) / "md_thermo.png", f"{len(atoms)} atoms NH3: {stages}")
+    print(f"wrote {png}")
+    print(f"wrote {plot_md_structure(trajectories, args.data, Path(args.out) / 'md_rdf.png')}")
 
 
-def run_ttf_demo(args) -> None:
-    """Replicas of each shipped model at a few sizes until they fail: the table, the beta fits,
-    a comparison line and demo/ttf.png."""
+def plot_md_structure(trajectories: dict[str, Path], data: str, path: Path) -> Path:
+    """g(r) of each model's MD (its second half) beside the g(r) of the training data: is the
+    liquid the data's liquid?"""
+    from legato_jax.analysis import largest_rmax, rdf
+    from legato_jax.analysis.plots import plot_rdf_comparison
+    from legato_jax.cli.analyze import read_trajectory
+
+    reference = read_trajectory(data)
+    reference = reference[:: max(1, len(reference) // 200)]
+    pairs = [("N", "N"), ("H", "N"), ("H", "H")]
+    runs = {name: read_trajectory(str(p)) for name, p in trajectories.items()}
+    runs = {name: frames[len(frames) // 2:] for name, frames in runs.items()}
+    rmax = min(largest_rmax(reference), *(largest_rmax(f) for f in runs.values()))
+    curves = {f"{name} MD": rdf(frames, pairs, rmax, 100) for name, frames in runs.items()}
+    curves["training data"] = rdf(reference, pairs, rmax, 100)
+    return plot_rdf_comparison(curves, path)
+
+
+def run_ttf_demo(args, models: dict[str, tuple]) -> None:
+    """Replicas of each model at a few sizes until they fail: the table, the beta fits, a
+    comparison line and demo/ttf.png."""
     from legato_jax.experiments.plots import plot_ttf
     from legato_jax.experiments.ttf import TTFConfig, compare_models, format_table, run_ttf
     from legato_jax.md.run import load_preset
@@ -117,18 +159,11 @@ def run_ttf_demo(args) -> None:
     preset = load_preset(args.ttf_preset, args.ttf_max_steps)
     cfg = TTFConfig(tuple(args.ttf_sizes), args.ttf_replicas, preset["stages"], preset["temperature_K"],
                     preset["hydrogen_mass"], tuple(args.ttf_criteria), chunk_steps=50)
-    models = {}
-    for path in args.models:
-        if Path(path).exists():
-            potential, params, _ = load_model(path)
-            models[Path(path).parent.name or Path(path).stem] = (potential, params)
-    if not models:
-        return
     print(f"time to failure, preset {args.ttf_preset}: {preset['stages'][0].ensemble} at "
           f"{preset['temperature_K']:g} K, dt {preset['stages'][0].dt_fs} fs, m_H {preset['hydrogen_mass']} amu")
-    result = run_ttf(models, cfg, log=lambda line: None)
+    result = run_ttf(models, cfg, log=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
     print(format_table(result))
     print(compare_models(result))
     out = Path(args.out)
-    (out / "ttf.json").write_text(json.dumps(result, indent=1))
+    atomic_write_text(out / "ttf.json", json.dumps(result, indent=1))
     print(f"wrote {plot_ttf(result, out / 'ttf.png')}")

@@ -10,8 +10,36 @@ from legato_jax import __version__
 from legato_jax.errors import LegatoError
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Help that shows every option's default (unless None, off, or already told in the text)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        value = action.default
+        if (not action.option_strings or value is None or value is False or value == argparse.SUPPRESS
+                or "default" in text
+                or isinstance(action, argparse._HelpAction)):
+            return text
+        if isinstance(value, (list, tuple)):
+            value = " ".join(map(str, value)) or "none"
+        return f"{text} (default: {value})".strip().replace("%", "%%") if "%" not in text else text
+
+
+def dashed(token: str) -> str:
+    """`--energy_key=x` -> `--energy-key=x`: the underscore spellings MACE and nequip users type."""
+    if not token.startswith("--") or len(token) < 3:
+        return token
+    name, sep, value = token.partition("=")
+    return name.replace("_", "-") + sep + value
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse with usage errors as one line (the usage stays in `-h`); subcommands inherit it."""
+    """argparse with usage errors as one line (the usage stays in `-h`) and defaults in `-h`;
+    subcommands inherit it."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
@@ -19,6 +47,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     # the subcommands import jax-md, whose import starts JAX's backends: see host_devices_for
+    from legato_jax.cli import analyze as analyze_cmd
     from legato_jax.cli import bench as bench_cmd
     from legato_jax.cli import data as data_cmd
     from legato_jax.cli import demo as demo_cmd
@@ -36,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.register(sub)
     model_cmd.register(sub)
     md_cmd.register(sub)
+    analyze_cmd.register(sub)
     ttf_cmd.register(sub)
     demo_cmd.register(sub)
     bench_cmd.register(sub)
@@ -73,7 +103,7 @@ def os_error_line(exc: OSError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = [dashed(a) for a in (sys.argv[1:] if argv is None else argv)]
     count = host_devices_for(argv)
     if count is not None:
         from legato_jax.parallel.devices import request_host_devices

@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from legato_jax.cli.options import nonnegative_float, positive_float, positive_int
+from legato_jax.cli.options import add_json_option, check_json_target, emit, nonnegative_float, positive_float, positive_int
 from legato_jax.errors import ConfigError
 
 if TYPE_CHECKING:
     from legato_jax.md.run import MDConfig
 
 
+DEFAULT_MOLECULES = 128  # the demo's box: 512 atoms
+
+
 def register(sub) -> None:
     p = sub.add_parser("md", help="run NVE / Nose-Hoover / Langevin MD with a trained model")
-    p.add_argument("--model", required=True, help="model file (.npz) or run directory")
-    what = p.add_mutually_exclusive_group(required=True)
+    p.add_argument("--model", default="legato",
+                   help="model file (.npz), run directory, or a shipped model's name (allegro, legato)")
+    what = p.add_mutually_exclusive_group()
     what.add_argument("--structure", help="any ASE-readable file with a periodic cell (last frame used)")
     what.add_argument("--ammonia", type=positive_int, metavar="N_MOLECULES",
-                      help="liquid ammonia from the shipped equilibrated 16-molecule cell (N = 16 x a x b x c)")
+                      help="liquid ammonia from the shipped equilibrated 16-molecule cell (N = 16 x a x b x c; "
+                           f"{DEFAULT_MOLECULES} when no --structure or --restart is given)")
     what.add_argument("--restart", metavar="FILE",
                       help="continue exactly from a checkpoint (--checkpoint) or a trajectory frame (--out): "
                            "positions, momenta, masses, and the thermostat where a checkpoint carries it")
@@ -30,7 +34,11 @@ def register(sub) -> None:
     p.add_argument("--density", type=positive_float, help="rescale the ammonia box to this density (g/cm^3)")
     p.add_argument("--replicate", type=positive_int, nargs=3, metavar=("A", "B", "C"), help="repeat the cell A x B x C")
     p.add_argument("--preset", help="a shipped preset (legato_jax/md/presets: paper-code, paper-text, demo, stressed) or a YAML path")
-    p.add_argument("--ensemble", choices=["nve", "nose-hoover", "langevin"], help="single-stage run instead of a preset")
+    p.add_argument("--ensemble", choices=["nve", "nose-hoover", "langevin", "npt"],
+                   help="single-stage run instead of a preset (npt: Nose-Hoover thermostat and isotropic barostat)")
+    p.add_argument("--pressure", type=float, metavar="BAR", help="npt: target pressure in bar")
+    p.add_argument("--barostat-tau", type=positive_float, default=1000.0,
+                   help="npt: barostat time in fs (LAMMPS' Pdamp)")
     p.add_argument("--temperature", type=nonnegative_float, help="K: initial velocities and thermostat target")
     p.add_argument("--dt", type=positive_float, help="time step in fs (single-stage runs)")
     p.add_argument("--tau", type=positive_float, default=100.0, help="thermostat time in fs (Nose-Hoover Tdamp, Langevin 1/gamma)")
@@ -58,13 +66,14 @@ def register(sub) -> None:
                         "the hotter of its targets and start (warn at 2x), a pair closer than 0.5x its covalent "
                         "radius sum (warn at 0.7x), conserved energy off by 0.1 eV/atom (warn at 0.01); "
                         "non-finite energies and a neighbour list that missed a pair always stop")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON instead of text")
-    p.add_argument("--no-progress", action="store_true")
+    add_json_option(p, "the summary")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (it shows only on a terminal anyway)")
     p.set_defaults(func=main)
 
 
 def build_config(args) -> "MDConfig":
     from legato_jax.md.integrate import Stage
+    from legato_jax.md.config import stderr_note
     from legato_jax.md.run import MDConfig, load_preset
 
     from legato_jax.md.health import HealthLimits
@@ -74,18 +83,20 @@ def build_config(args) -> "MDConfig":
     if args.preset and args.ensemble:
         raise ConfigError("give either --preset or --ensemble (with --temperature, --dt, --steps), not both")
     if args.preset:
-        kw = load_preset(args.preset, args.steps, args.temperature)
+        kw = load_preset(args.preset, args.steps, args.temperature, note=stderr_note)
         if args.hydrogen_mass is not None:
             kw["hydrogen_mass"] = args.hydrogen_mass
         return MDConfig(**kw, **common)
     if not args.ensemble:
-        raise ConfigError("give --preset NAME or --ensemble nve|nose-hoover|langevin")
+        raise ConfigError("give --preset NAME or --ensemble nve|nose-hoover|langevin|npt")
     if args.temperature is None and args.restart and args.ensemble == "nve":
         args.temperature = restart_temperature(args)
     missing = [f"--{k}" for k in ("temperature", "dt", "steps") if getattr(args, k) is None]
     if missing:
         raise ConfigError(f"--ensemble {args.ensemble} needs {' '.join(missing)}")
-    stage = Stage(args.ensemble, args.steps, args.dt, args.temperature, args.tau)
+    if (args.ensemble == "npt") != (args.pressure is not None):
+        raise ConfigError("--pressure BAR goes with --ensemble npt, and npt needs it (1 bar: ambient)")
+    stage = Stage(args.ensemble, args.steps, args.dt, args.temperature, args.tau, args.pressure, args.barostat_tau)
     return MDConfig((stage,), args.temperature, hydrogen_mass=args.hydrogen_mass, **common)
 
 
@@ -114,12 +125,13 @@ def build_structure(args):
             if getattr(args, option) is not None:
                 raise ConfigError(f"--restart continues a state as it is; drop --{option}")
         return load_restart(args), f"{args.restart}, frame {args.frame}"
-    if args.ammonia is not None:
-        atoms, where = liquid_ammonia(args.ammonia, args.density), f"--ammonia {args.ammonia}"
-    else:
+    if args.structure is not None:
         atoms, where = load_structure(args.structure, args.frame), f"{args.structure}, frame {args.frame}"
         if args.density is not None:
             atoms = set_density(atoms, args.density)
+    else:
+        n = DEFAULT_MOLECULES if args.ammonia is None else args.ammonia
+        atoms, where = liquid_ammonia(n, args.density), f"--ammonia {n}"
     if args.replicate:
         atoms = replicate(atoms, args.replicate)
     return atoms, where
@@ -148,11 +160,14 @@ def main(args) -> int:
 
         option = "--hydrogen-mass" if args.hydrogen_mass is not None else f"preset {args.preset}'s hydrogen_mass"
         check_masses(load_restart(args), cfg.hydrogen_mass, option)
+    if args.domains and any(s.ensemble == "npt" for s in cfg.stages):
+        raise ConfigError("NPT runs on one domain for now; drop --domains")
     if args.domains and (args.restart or args.checkpoint):
         raise ConfigError("--restart and --checkpoint run on one domain for now; drop --domains")
     for option in ("out", "log", "checkpoint"):
         if getattr(args, option):
             writable(getattr(args, option), f"--{option}")
+    check_json_target(args)
     if args.domains and mpi_world_size() > 1:
         return _main_mpi(args, cfg)
     if args.domains:
@@ -181,7 +196,7 @@ def _run(args, cfg, comm=None) -> int:
     else:
         result = run_md(potential, params, atoms, cfg, checkpoint_path=args.checkpoint, **common)
     if result is not None:
-        print(json.dumps(result.summary, indent=1) if args.json else format_summary(result.summary), flush=True)
+        emit(args, result.summary, format_summary(result.summary))
     return 0
 
 

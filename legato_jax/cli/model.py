@@ -3,13 +3,11 @@ export MODEL OUT`: the model as a jax.export artifact."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import jax
 import numpy as np
 
-from legato_jax.cli.options import positive_int
+from legato_jax.cli.options import add_json_option, check_json_target, emit, positive_int
 from legato_jax.model.irreps import layer_irreps
 
 
@@ -17,8 +15,8 @@ def register(sub) -> None:
     p = sub.add_parser("model", help="inspect model configs and files")
     msub = p.add_subparsers(dest="model_command", metavar="MODEL_COMMAND", required=True)
     i = msub.add_parser("info", help="parameter count per module and the irreps of each layer")
-    i.add_argument("source", help="model YAML (configs/model/...) or model file (.npz)")
-    i.add_argument("--json", action="store_true")
+    i.add_argument("source", help="model YAML or shipped preset (allegro-cpu, allegro-l1, allegro-tiny), or a model file (.npz), run directory or shipped model (allegro, legato)")
+    add_json_option(i, "the counts and irreps")
     i.set_defaults(func=_info)
     e = msub.add_parser("export", help="write the model as a jax.export (StableHLO) artifact: energy, forces, "
                                        "stress for fixed capacities, runnable with jax alone")
@@ -27,9 +25,9 @@ def register(sub) -> None:
     e.add_argument("--max-atoms", type=positive_int, required=True, help="atom capacity")
     e.add_argument("--max-edges", type=positive_int, help="edge capacity (default: 96 per atom)")
     e.add_argument("--platforms", nargs="+", choices=["cpu", "cuda", "rocm"], default=["cpu"],
-                   help="platforms the artifact can run on (default: %(default)s)")
+                   help="platforms the artifact can run on")
     e.add_argument("--precision", choices=["float32", "float64"], help="default: the model's")
-    e.add_argument("--json", action="store_true", help="print the contract as JSON")
+    add_json_option(e, "the contract")
     e.set_defaults(func=_export)
 
 
@@ -40,28 +38,30 @@ def _export(args) -> int:
     from legato_jax.outputs import writable
 
     writable(args.out, "OUT")
+    check_json_target(args)
     potential, params, _ = resolve_model(args.model)
     max_edges = args.max_edges or 96 * args.max_atoms
     with jax.enable_x64((args.precision or potential.config.dtype) == "float64"):
         potential, params = with_precision(potential, params, args.precision)
         contract = export_model(potential, params, args.out, args.max_atoms, max_edges, tuple(args.platforms))
-    if args.json:
-        print(json.dumps(contract, indent=1))
-    else:
-        print(f"{args.out}: {contract['dtype']} model, cutoff {contract['cutoff']} Å, species {contract['species']}, "
-              f"up to {contract['max_atoms']} atoms and {contract['max_edges']} edges, for {contract['platforms']}")
+    emit(args, contract, f"{args.out}: {contract['dtype']} model, cutoff {contract['cutoff']} Å, species "
+         f"{contract['species']}, up to {contract['max_atoms']} atoms and {contract['max_edges']} edges, for "
+         f"{contract['platforms']}")
     return 0
 
 
 def _info(args) -> int:
+    check_json_target(args)
     from ase import Atoms
     from legato_jax.data.graph import TypeMap, atoms_to_graph, collate
     from legato_jax.model.config import AllegroConfig, ModelStats
-    from legato_jax.model.io import load_model
+    from legato_jax.model.io import resolve_model
     from legato_jax.model.potential import Potential
+    from legato_jax.shipped import locate
 
-    if Path(args.source).suffix == ".npz":
-        potential, params, _ = load_model(args.source)
+    source = locate(args.source, "model")
+    if source.suffix == ".npz" or source.is_dir():
+        potential, params, _ = resolve_model(source)
         config = potential.config
     else:
         config = AllegroConfig.from_yaml(args.source)
@@ -73,12 +73,9 @@ def _info(args) -> int:
     total = sum(per_module.values())
     layers = [{"layer": k, "tensor_in": str(a), "tensor_out": str(o)}
               for k, (a, o) in enumerate(layer_irreps(config.l_max, config.parity, config.num_layers))]
-    if args.json:
-        print(json.dumps({"config": config.to_dict(), "parameters": total, "per_module": per_module, "layers": layers}, indent=1))
-        return 0
-    print(f"{args.source}: {total:,} parameters")
-    for name, n in per_module.items():
-        print(f"  {name:<20} {n:>9,}")
-    for layer in layers:
-        print(f"  layer {layer['layer']}: {layer['tensor_in']} x SH -> {layer['tensor_out']}")
+    lines = [f"{args.source}: {total:,} parameters"]
+    lines += [f"  {name:<20} {n:>9,}" for name, n in per_module.items()]
+    lines += [f"  layer {layer['layer']}: {layer['tensor_in']} x SH -> {layer['tensor_out']}" for layer in layers]
+    emit(args, {"config": config.to_dict(), "parameters": total, "per_module": per_module, "layers": layers},
+         "\n".join(lines))
     return 0

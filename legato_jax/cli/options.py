@@ -42,3 +42,37 @@ def _number(kind: type, text: str):
     if kind is float and value != value:
         raise argparse.ArgumentTypeError(f"must be a number, got {text}")
     return value
+
+
+STDOUT = "-"
+
+
+def add_json_option(p: argparse.ArgumentParser, what: str) -> None:
+    """`--json` alone prints `what` as JSON (instead of text); `--json PATH` writes it there too."""
+    p.add_argument("--json", nargs="?", const=STDOUT, metavar="PATH",
+                   help=f"{what} as JSON: printed instead of text, or written to PATH")
+
+
+def check_json_target(args: argparse.Namespace) -> None:
+    """Refuse an unwritable `--json PATH` before any work."""
+    from legato_jax.outputs import writable
+
+    if args.json not in (None, STDOUT):
+        writable(args.json, "--json")
+
+
+def emit(args: argparse.Namespace, obj, text: str | None = None) -> None:
+    """The result: JSON on stdout (`--json`), or `text` on stdout and JSON in the file of
+    `--json PATH`; NaN becomes null."""
+    import sys
+
+    from legato_jax.outputs import atomic_write_text, json_text
+
+    if args.json == STDOUT:
+        print(json_text(obj), end="", flush=True)
+        return
+    if text is not None:
+        print(text, flush=True)
+    if args.json is not None:
+        atomic_write_text(args.json, json_text(obj))
+        print(f"wrote {args.json}", file=sys.stderr)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import TYPE_CHECKING
 
+from legato_jax.cli.options import add_json_option, check_json_target, emit
 from legato_jax.experiments.failure import CRITERIA
 
 if TYPE_CHECKING:
@@ -14,9 +14,10 @@ if TYPE_CHECKING:
 
 def register(sub) -> None:
     p = sub.add_parser("ttf", help="time to failure of MD replicas at several sizes, and beta of t ~ N^-beta")
-    p.add_argument("--models", nargs="+", required=True, metavar="MODEL", help="model files (.npz) or run directories")
+    p.add_argument("--model", "--models", dest="models", action="extend", nargs="+", required=True, metavar="MODEL",
+                   help="model files (.npz), run directories or shipped names; repeat or list several")
     add_protocol_arguments(p)
-    p.add_argument("--json", metavar="OUT", help="write every replica's times, summaries and fits as JSON")
+    add_json_option(p, "every replica's times, summaries and fits")
     p.add_argument("--plot", metavar="PNG", help="log-log t_failure against N, one panel per criterion")
     p.set_defaults(func=main)
 
@@ -36,11 +37,12 @@ def add_protocol_arguments(p) -> None:
                    help="temperature criterion window in K")
     p.add_argument("--nh-stretch", type=float, default=0.5, help="Å beyond the equilibrium N-H length")
     p.add_argument("--lone-hydrogen", type=float, default=2.5, help="Å from every nitrogen")
-    p.add_argument("--min-distance", type=float, default=0.6, help="Å between any two atoms")
+    p.add_argument("--fail-distance", "--min-distance", dest="min_distance", type=float, default=0.6,
+                   help="Å: failed once any two atoms come closer")
     p.add_argument("--density", type=float, help="g/cm^3 (default: the shipped cell's 0.68)")
     p.add_argument("--every", type=int, default=10, help="steps between failure checks")
     p.add_argument("--chunk", type=int, default=1000, help="steps per compiled chunk")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the replicas' initial velocities")
     p.add_argument("--precision", choices=["float32", "float64"], help="default: the model's")
 
 
@@ -62,12 +64,12 @@ def main(args) -> int:
     from legato_jax.experiments.ttf import format_table, run_ttf
     from legato_jax.model.io import resolve_model
 
-    from legato_jax.outputs import atomic_write_text, writable
+    from legato_jax.outputs import writable
 
     cfg = build_config(args)
-    for option in ("json", "plot"):
-        if getattr(args, option):
-            writable(getattr(args, option), f"--{option}")
+    if args.plot:
+        writable(args.plot, "--plot")
+    check_json_target(args)
     models = {}
     for path in args.models:
         name = model_name(path)
@@ -76,10 +78,7 @@ def main(args) -> int:
         potential, params, _ = resolve_model(path)
         models[name] = (potential, params)
     result = run_ttf(models, cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
-    print(format_table(result))
-    if args.json:
-        atomic_write_text(args.json, json.dumps(result, indent=1))
-        print(f"wrote {args.json}")
+    emit(args, result, format_table(result))
     if args.plot:
         from legato_jax.experiments.plots import plot_ttf
 

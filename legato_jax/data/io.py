@@ -15,6 +15,7 @@ import numpy as np
 from ase import Atoms
 
 from legato_jax.errors import DataError
+from legato_jax.shipped import locate, missing_hint
 
 
 @dataclass(frozen=True)
@@ -232,10 +233,11 @@ def read_frames(
     index: str = ":",
     file_format: str | None = None,
 ) -> list[Frame]:
-    """Read and validate every frame of `path` (extxyz or any format ASE reads)."""
-    path = Path(path)
+    """Read and validate every frame of `path` (extxyz or any format ASE reads; `ammonia` or
+    `data/ammonia.extxyz.xz` name the shipped dataset)."""
+    path = locate(path, "dataset")
     if not path.exists():
-        raise DataError(f"{path}: no such file")
+        raise DataError(f"{path}: no such file{missing_hint(path, 'dataset')}")
     if path.is_dir():
         raise DataError(f"{path}: is a directory; give a data file (extxyz or ASE-readable)")
     if path.stat().st_size == 0:

@@ -13,6 +13,7 @@ import numpy as np
 
 from legato_jax.errors import ConfigError, DataError
 from legato_jax.outputs import atomic_write_text
+from legato_jax.shipped import locate, missing_hint
 
 SPLITS = ("train", "validation", "test")
 
@@ -44,9 +45,9 @@ def write_split(path: str | Path, split: dict, meta: dict) -> None:
 
 def read_split(path: str | Path, n_frames: int | None = None) -> dict[str, list[int]]:
     """Read a split file; checks that indices are in range and disjoint."""
-    path = Path(path)
+    path = locate(path, "split")
     if not path.exists():
-        raise DataError(f"{path}: no such split file (make one with `legato data split`)")
+        raise DataError(f"{path}: no such split file (make one with `legato data split`){missing_hint(path, 'split')}")
     try:
         with open(path) as fh:
             data = json.load(fh)

@@ -34,7 +34,11 @@ def plot_ttf(result: dict, path: str | Path) -> Path:
             err = np.nan_to_num(np.vstack([med - lo, hi - med]), nan=0.0).clip(min=0)
             exact = np.array([p["median_exact"] for p in per])
             b = m["beta"][c]
-            label = name + (f" (beta {b['beta']:.2f})" if b["beta"] is not None else "")
+            label = name
+            if b["beta"] is not None:
+                ci = b.get("beta_ci") or [None, None]
+                interval = (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if None not in ci and np.all(np.isfinite(ci)) else "")
+                label += f": beta {b['beta']:.2f}{interval}"
             ax.errorbar(n, med, yerr=err, fmt="none", ecolor=color, capsize=3)
             ax.plot(n[exact], med[exact], "o", color=color, label=label if exact.any() else None)
             ax.plot(n[~exact], med[~exact], "o", mfc="none", color=color, label=None if exact.any() else label)
@@ -48,6 +52,7 @@ def plot_ttf(result: dict, path: str | Path) -> Path:
             ax.set_ylim(y.min() / 1.5, y.max() * 1.5)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _readable_log_ticks(ax, n_all=sorted({int(s) for m in result["models"].values() for s in m["sizes"]}))
         ax.set_title(c)
         ax.set_xlabel("atoms N")
         ax.set_ylabel("median time to failure (ps)")
@@ -57,6 +62,23 @@ def plot_ttf(result: dict, path: str | Path) -> Path:
     fig.suptitle("open markers: more than half the replicas censored (a lower bound)", fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def _readable_log_ticks(ax, n_all: list[int]) -> None:
+    """Plain-number ticks on log axes: the sizes run on x, a few round values on y (matplotlib
+    would show 10^k and nothing between on a decade-wide axis)."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator, ScalarFormatter
+
+    ax.xaxis.set_major_locator(FixedLocator(n_all))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_locator(NullLocator())
+    lo, hi = ax.get_ylim()
+    ticks = [v * 10.0**k for k in range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+             for v in (1, 2, 5) if lo <= v * 10.0**k <= hi]
+    if len(ticks) >= 2:
+        ax.yaxis.set_major_locator(FixedLocator(ticks))
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def _fitted_median(model: dict, criterion: str, n: np.ndarray) -> np.ndarray:

@@ -3,8 +3,10 @@ output settings) and the YAML presets shipped in `md/presets/` (or any YAML path
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from legato_jax.errors import ConfigError
 from legato_jax.md.health import HealthLimits
@@ -58,7 +60,7 @@ class MDConfig:
 
 
 PRESET_KEYS = {"description", "temperature", "dt", "hydrogen_mass", "steps", "stages"}
-STAGE_KEYS = {"ensemble", "steps", "dt", "tau", "temperature"}
+STAGE_KEYS = {"ensemble", "steps", "dt", "tau", "temperature", "pressure_bar", "barostat_tau"}
 
 
 def preset_path(name: str) -> Path:
@@ -72,24 +74,45 @@ def preset_path(name: str) -> Path:
     return path
 
 
-def load_preset(name: str, steps: int | None = None, temperature: float | None = None) -> dict:
+LONG_RUN = 100_000  # steps: a preset this long run without --steps gets a note
+
+
+def stderr_note(text: str) -> None:
+    """How `legato md` tells a user what a preset did with their --steps."""
+    print(f"legato md: note: {text}", file=sys.stderr, flush=True)
+
+
+def load_preset(name: str, steps: int | None = None, temperature: float | None = None,
+                note: Callable[[str], None] | None = None) -> dict:
     """A preset as MDConfig keyword arguments. `steps` is the total: stages with `steps: null`
-    take what the fixed stages leave."""
+    take what the fixed stages leave; a total shorter than the fixed stages cuts them in order.
+    `note` hears about a cut and about a long run taken without `steps`."""
+    note = note or (lambda text: None)
     path = preset_path(name)
     raw = read_mapping(path, "MD preset")
     check_keys(PRESET_KEYS, raw, str(path))
     if not isinstance(raw.get("stages"), list) or not raw["stages"]:
         raise ConfigError(f"{path}: 'stages' must be a non-empty list of {{ensemble, steps, dt, tau, temperature}}")
     total = int(steps if steps is not None else raw.get("steps", 0))
+    if total < 1:
+        raise ConfigError(f"{path}: a run needs at least one step; give --steps or the preset's 'steps'")
+    if steps is None and total >= LONG_RUN:
+        note(f"preset {name} runs {total:,} steps; give --steps for a shorter run")
     temp = float(temperature if temperature is not None else raw["temperature"])
     fixed = sum(int(s["steps"]) for s in raw["stages"] if s.get("steps") is not None)
     free = [s for s in raw["stages"] if s.get("steps") is None]
-    if total < fixed or (free and total == fixed and len(raw["stages"]) > 1):
-        raise ConfigError(f"{path}: the preset's fixed stages take {fixed} steps; --steps must be larger than that")
-    stages = []
+    stages, left = [], total
     for k, s in enumerate(raw["stages"]):
         check_keys(STAGE_KEYS, s, f"{path} stage {k}")
-        n = int(s["steps"]) if s.get("steps") is not None else (total - fixed) // max(len(free), 1)
+        n = int(s["steps"]) if s.get("steps") is not None else max(total - fixed, 0) // len(free)
+        n = min(n, left)
+        left -= n
         dt = float(s.get("dt", raw.get("dt", 1.0)))
-        stages.append(Stage(s["ensemble"], n, dt, float(s.get("temperature", temp)), float(s.get("tau", 100.0))))
+        if n > 0:
+            pressure = s.get("pressure_bar")
+            stages.append(Stage(s["ensemble"], n, dt, float(s.get("temperature", temp)), float(s.get("tau", 100.0)),
+                                None if pressure is None else float(pressure), float(s.get("barostat_tau", 1000.0))))
+    if total <= fixed and (free or total < fixed):
+        note(f"preset {name}'s fixed stages take {fixed} steps; {total} steps run "
+             + " + ".join(f"{s.ensemble} {s.steps}" for s in stages))
     return {"stages": tuple(stages), "temperature_K": temp, "hydrogen_mass": raw.get("hydrogen_mass")}

@@ -7,6 +7,12 @@ triclinic cells use `space.periodic_general` (jax-md's O(N^2) candidate search).
 (a 64-atom training cell, say) use the image-shift list of `md/image_list.py`, which holds every
 image of every neighbour, with free-space integration (positions unwrapped, shifts following
 them). Either way every jax-md integrator drives the model through `energy_fn(R, neighbor)`.
+
+NPT needs a box that changes: positions are fractional (`space.periodic_general` with
+fractional coordinates, whose derivatives are real-space forces), `energy_fn(R, neighbor, box=,
+perturbation=)` takes the box and jax-md's isotropic strain, and the list (jax-md's, all pairs
+with minimum image) is updated with the current box. The cell must stay wide enough for minimum
+image while the box breathes.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ class MDSystem:
     cutoff: float  # Å, of the neighbour list: r_max + skin
     r_max: float = 0.0  # Å, of the model
     pair_geometry: Callable | None = None  # (R, neighbor) -> (lengths, mask, covalent radius sums), per list edge
+    fractional: bool = False  # positions in fractional coordinates of a changing box (NPT)
 
     @property
     def volume(self) -> float:
@@ -49,11 +56,23 @@ class MDSystem:
     def orthorhombic(self) -> bool:
         return is_orthorhombic(self.cell)
 
+    @property
+    def box0(self) -> np.ndarray:
+        """The starting cell as jax-md's box (columns are lattice vectors)."""
+        return np.asarray(self.cell).T
+
     def wrap(self, R: jax.Array) -> jax.Array:
-        """Positions folded into the cell (cell lists need wrapped positions)."""
+        """Cartesian positions folded into the cell (cell lists need wrapped positions); in
+        fractional coordinates for an NPT system."""
         cell = jnp.asarray(self.cell, R.dtype)
         frac = jnp.mod(R @ jnp.linalg.inv(cell), 1.0)
-        return frac @ cell
+        return frac if self.fractional else frac @ cell
+
+    def real_positions(self, R: jax.Array, box: jax.Array | None = None) -> jax.Array:
+        """Cartesian positions of the integrator's `R` (fractional ones in the `box` given)."""
+        if not self.fractional:
+            return R
+        return R @ (jnp.asarray(self.box0, R.dtype) if box is None else box).T
 
 
 def check_cell(cell: np.ndarray, where: str = "structure") -> None:
@@ -76,10 +95,14 @@ def list_kind(nbrs) -> str:
     return "cell list" if getattr(nbrs, "cell_list_fn", None) is not None else "all pairs"
 
 
+NPT_WIDTH_MARGIN = 1.1  # an NPT box may shrink by this factor in width before minimum image fails
+
+
 def model_energy(potential: Potential, params, species: np.ndarray, cell: np.ndarray, skin: float = 0.5,
-                 capacity_multiplier: float = 1.25, where: str = "structure") -> MDSystem:
+                 capacity_multiplier: float = 1.25, where: str = "structure", npt: bool = False) -> MDSystem:
     """jax-md energy function and neighbour list (cutoff r_max + skin) for a periodic cell:
-    jax-md's minimum-image Sparse list where that is exact, the image-shift list otherwise."""
+    jax-md's minimum-image Sparse list where that is exact, the image-shift list otherwise; with
+    `npt`, fractional positions in a box that may change."""
     r_max = potential.config.r_max
     if skin < 0:
         raise ConfigError(f"neighbour-list skin must be >= 0 Å, got {skin}")
@@ -87,7 +110,24 @@ def model_energy(potential: Potential, params, species: np.ndarray, cell: np.nda
     cell = np.asarray(cell, dtype=np.float64)
     dtype = potential.dtype
     n = int(len(species))
-    if minimum_image_is_exact(cell, r_max + skin):
+    fractional = npt
+    if npt:
+        need = NPT_WIDTH_MARGIN * 2 * (r_max + skin)
+        width = perpendicular_widths(cell).min()
+        if width < need:
+            raise ConfigError(f"{where}: NPT needs every cell width >= {need:.2f} Å ({NPT_WIDTH_MARGIN} x 2 x "
+                              f"(r_max + skin)), the narrowest is {width:.2f} Å; replicate the cell (--replicate)")
+        box = jnp.asarray(cell.T, dtype)
+        displacement, shift = space.periodic_general(box, fractional_coordinates=True)
+        neighbor_fn = partition.neighbor_list(
+            displacement, box, r_max, dr_threshold=skin, capacity_multiplier=capacity_multiplier,
+            fractional_coordinates=True, format=partition.Sparse, disable_cell_list=True,
+        )
+
+        def edge_vectors(R_pad, neighbor, **kw):
+            receivers, senders = neighbor.idx
+            return jax.vmap(lambda a, b: displacement(a, b, **kw))(R_pad[senders], R_pad[receivers])
+    elif minimum_image_is_exact(cell, r_max + skin):
         if is_orthorhombic(cell):
             box = jnp.asarray(np.diag(cell), dtype)
             displacement, shift = space.periodic(box)
@@ -99,7 +139,7 @@ def model_energy(potential: Potential, params, species: np.ndarray, cell: np.nda
             fractional_coordinates=False, format=partition.Sparse,
         )
 
-        def edge_vectors(R_pad, neighbor):
+        def edge_vectors(R_pad, neighbor, **unused):
             receivers, senders = neighbor.idx
             return jax.vmap(displacement)(R_pad[senders], R_pad[receivers])
     else:
@@ -112,7 +152,7 @@ def model_energy(potential: Potential, params, species: np.ndarray, cell: np.nda
         _, shift = space.free()
         cell_j = jnp.asarray(cell, dtype)
 
-        def edge_vectors(R_pad, neighbor):
+        def edge_vectors(R_pad, neighbor, **unused):
             return R_pad[neighbor.senders] - R_pad[neighbor.receivers] + neighbor.shifts.astype(R_pad.dtype) @ cell_j
 
     species_pad = jnp.asarray(np.concatenate([np.asarray(species), [0]]), jnp.int32)
@@ -123,28 +163,34 @@ def model_energy(potential: Potential, params, species: np.ndarray, cell: np.nda
     radius = np.array([covalent_radii[atomic_numbers[s]] for s in potential.config.species])
     radius_pad = jnp.asarray(np.concatenate([radius[np.asarray(species)], [0.0]]), dtype)
 
-    def pair_geometry(R, neighbor):
+    def geometry_kw(box, perturbation) -> dict:  # what the NPT displacement takes
+        if not fractional:
+            return {}
+        return {k: v for k, v in (("box", box), ("perturbation", perturbation)) if v is not None}
+
+    def pair_geometry(R, neighbor, box=None):
         receivers, senders = neighbor.idx
         R_pad = jnp.concatenate([R, jnp.zeros((1, 3), R.dtype)], axis=0)
-        length = jnp.linalg.norm(edge_vectors(R_pad, neighbor), axis=-1)
+        length = jnp.linalg.norm(edge_vectors(R_pad, neighbor, **geometry_kw(box, None)), axis=-1)
         return length, receivers < n, radius_pad[senders] + radius_pad[receivers]
 
-    def strained_energy(R, neighbor, strain):
+    def strained_energy(R, neighbor, strain, box=None, perturbation=None):
         receivers, senders = neighbor.idx
         mask = receivers < n
         R_pad = jnp.concatenate([R, jnp.zeros((1, 3), R.dtype)], axis=0)
-        vec = edge_vectors(R_pad, neighbor) @ (jnp.eye(3, dtype=R.dtype) + strain)
+        vec = edge_vectors(R_pad, neighbor, **geometry_kw(box, perturbation)) @ (jnp.eye(3, dtype=R.dtype) + strain)
         vec = jnp.where(mask[:, None], vec, far)
         with jax.default_matmul_precision("highest"):
             atom = module.apply(params, vec, species_pad, senders, receivers, mask, node_mask)
         return jnp.sum(atom)
 
-    def energy_fn(R, neighbor, **unused):
-        return strained_energy(R, neighbor, jnp.zeros((3, 3), R.dtype))
+    def energy_fn(R, neighbor, box=None, perturbation=None, **unused):
+        return strained_energy(R, neighbor, jnp.zeros((3, 3), R.dtype), box, perturbation)
 
-    def energy_stress_fn(R, neighbor):
-        energy, d_strain = jax.value_and_grad(strained_energy, argnums=2)(R, neighbor, jnp.zeros((3, 3), R.dtype))
-        return energy, 0.5 * (d_strain + d_strain.T) / volume
+    def energy_stress_fn(R, neighbor, box=None):
+        energy, d_strain = jax.value_and_grad(strained_energy, argnums=2)(R, neighbor, jnp.zeros((3, 3), R.dtype), box)
+        vol = volume if box is None else jnp.abs(jnp.linalg.det(box))
+        return energy, 0.5 * (d_strain + d_strain.T) / vol
 
     return MDSystem(energy_fn, energy_stress_fn, neighbor_fn, displacement, shift, cell, n, r_max + skin, r_max,
-                    pair_geometry)
+                    pair_geometry, fractional)

@@ -22,7 +22,8 @@ from legato_jax.md.engine import Tally, block_scan, host_blocks, stage_chunks
 
 FS = ase_units.fs  # one femtosecond in jax-md's metal time unit = ASE's, sqrt(amu Å^2 / eV)
 KB = 8.617333262e-5  # eV/K
-ENSEMBLES = ("nve", "nose-hoover", "langevin")
+BAR = 1.0 / 1.602176634e6  # one bar in eV/Å^3
+ENSEMBLES = ("nve", "nose-hoover", "langevin", "npt")
 
 
 @dataclass(frozen=True)
@@ -30,13 +31,17 @@ class Stage:
     """One segment of a run: an ensemble, a number of steps and a time step.
 
     `tau_fs` is the Nose-Hoover thermostat time (LAMMPS' Tdamp) or the Langevin friction time
-    1/gamma; `temperature_K` is the thermostat target (ignored by NVE)."""
+    1/gamma; `temperature_K` is the thermostat target (ignored by NVE). NPT (jax-md's Nose-Hoover
+    thermostat and isotropic barostat) holds `pressure_bar` with the barostat time `barostat_tau_fs`
+    (LAMMPS' Pdamp)."""
 
     ensemble: str
     steps: int
     dt_fs: float
     temperature_K: float = 300.0
     tau_fs: float = 100.0
+    pressure_bar: float | None = None
+    barostat_tau_fs: float = 1000.0
 
     def __post_init__(self) -> None:
         if self.ensemble not in ENSEMBLES:
@@ -48,6 +53,10 @@ class Stage:
         if self.ensemble != "nve" and not (self.temperature_K > 0 and self.tau_fs > 0):
             raise ConfigError(f"{self.ensemble}: temperature ({self.temperature_K} K) and tau "
                               f"({self.tau_fs} fs) must be > 0")
+        if (self.ensemble == "npt") != (self.pressure_bar is not None):
+            raise ConfigError("--pressure (bar) goes with --ensemble npt, and npt needs it")
+        if self.ensemble == "npt" and not self.barostat_tau_fs > 0:
+            raise ConfigError(f"npt: the barostat time must be > 0 fs, got {self.barostat_tau_fs}")
 
 
 def make_integrator(system: MDSystem, stage: Stage) -> tuple[Callable, Callable]:
@@ -56,8 +65,17 @@ def make_integrator(system: MDSystem, stage: Stage) -> tuple[Callable, Callable]
     if stage.ensemble == "nve":
         init, apply = simulate.nve(system.energy_fn, system.shift_fn, dt)
         return (lambda key, R, **kw: init(key, R, 0.0, **kw)), apply
+    if (stage.ensemble == "npt") != system.fractional:
+        raise ConfigError("NPT runs are NPT from start to end (every stage npt); run fixed-volume stages "
+                          "separately (--restart from the NPT run's last frame)")
     if stage.ensemble == "nose-hoover":
         return simulate.nvt_nose_hoover(system.energy_fn, system.shift_fn, dt, kT, tau=stage.tau_fs * FS)
+    if stage.ensemble == "npt":
+        init, apply = simulate.npt_nose_hoover(system.energy_fn, system.shift_fn, dt, stage.pressure_bar * BAR, kT,
+                                               barostat_kwargs={"tau": stage.barostat_tau_fs * FS},
+                                               thermostat_kwargs={"tau": stage.tau_fs * FS})
+        box = system.box0
+        return (lambda key, R, **kw: init(key, R, box, **kw)), apply
     return simulate.nvt_langevin(system.energy_fn, system.shift_fn, dt, kT, gamma=1.0 / (stage.tau_fs * FS))
 
 
@@ -86,6 +104,7 @@ class Observation(NamedTuple):
     force: jax.Array | None = None
     contact: jax.Array | None = None  # closest pair at the block's end, in units of its covalent radius sum
     missed: jax.Array | None = None  # steps of the block whose forces used a list that missed a pair
+    volume: jax.Array | None = None  # Å^3
 
 
 def kinetic_energy(momentum, mass):
@@ -117,34 +136,46 @@ def make_chunk(system: MDSystem, stage: Stage, apply_fn: Callable, every: int, b
     only the first `n_active` run."""
     kT = KB * stage.temperature_K
 
-    def pairs_in_range(nbrs, position):
-        length, mask, _ = system.pair_geometry(position, nbrs)
+    npt = stage.ensemble == "npt"
+
+    def box_kw(state) -> dict:  # the NPT box where the system is in fractional coordinates
+        return {"box": simulate.npt_box(state)} if npt else {}
+
+    def pairs_in_range(nbrs, position, kw):
+        length, mask, _ = system.pair_geometry(position, nbrs, **kw)
         return jnp.sum(mask & (length < system.r_max))
 
     def step(_, carry):
         state, nbrs, rebuilds, missed = carry
         state = apply_fn(state, neighbor=nbrs)  # forces at the new positions, from the list `nbrs`
-        new = nbrs.update(state.position)
+        kw = box_kw(state)
+        new = nbrs.update(state.position, **kw)
         rebuilt = jnp.any(new.reference_position != nbrs.reference_position)
         # the rebuilt list holds every pair in range at these positions: had the old one (which
         # gave the forces) fewer, atoms moved more than the skin allows between checks
-        stale = jax.lax.cond(rebuilt, lambda: pairs_in_range(nbrs, state.position) < pairs_in_range(
-            new, state.position), lambda: jnp.bool_(False))
+        stale = jax.lax.cond(rebuilt, lambda: pairs_in_range(nbrs, state.position, kw) < pairs_in_range(
+            new, state.position, kw), lambda: jnp.bool_(False))
         return state, new, rebuilds + rebuilt.astype(jnp.int32), missed + stale.astype(jnp.int32)
 
     def observe(state, nbrs, rebuilds, missed) -> Observation:
-        pe, stress = system.energy_stress_fn(state.position, nbrs)
+        kw = box_kw(state)
+        pe, stress = system.energy_stress_fn(state.position, nbrs, **kw)
         ke = kinetic_energy(state.momentum, state.mass)
         if stage.ensemble == "nve":
             conserved = pe + ke
         elif stage.ensemble == "nose-hoover":
             conserved = nose_hoover_invariant(pe, ke, state.chain, kT, state.position.size)
+        elif npt:
+            conserved = simulate.npt_nose_hoover_invariant(system.energy_fn, state, stage.pressure_bar * BAR, kT,
+                                                           neighbor=nbrs)
         else:
             conserved = jnp.full_like(pe, jnp.nan)
-        extra = (state.position, state.momentum, state.force) if frames else (None, None, None)
-        length, mask, radii = system.pair_geometry(state.position, nbrs)
+        position = system.real_positions(state.position, **kw)
+        extra = (position, state.momentum, state.force) if frames else (None, None, None)
+        length, mask, radii = system.pair_geometry(state.position, nbrs, **kw)
         contact = jnp.min(jnp.where(mask, length / jnp.where(mask, radii, 1.0), jnp.inf))
-        return Observation(pe, ke, conserved, stress, rebuilds, *extra, contact, missed)
+        volume = jnp.abs(jnp.linalg.det(kw["box"])) if npt else jnp.asarray(system.volume, pe.dtype)
+        return Observation(pe, ke, conserved, stress, rebuilds, *extra, contact, missed, volume)
 
     def block(carry):
         s, n, rebuilds, missed = jax.lax.fori_loop(0, every, step, (*carry, jnp.int32(0), jnp.int32(0)))

@@ -14,8 +14,9 @@ from ase.io import write
 from legato_jax.md.integrate import Observation, Stage, pressure, temperature
 
 EV_A3_TO_GPA = 160.21766208
+AMU_PER_A3_IN_G_CM3 = 1.66053906660
 THERMO_COLUMNS = ("step", "time_fs", "stage", "ensemble", "temperature_K", "kinetic_eV", "potential_eV",
-                  "total_eV", "conserved_eV", "pressure_eV_A3", "nl_rebuilds")
+                  "total_eV", "conserved_eV", "pressure_eV_A3", "nl_rebuilds", "volume_A3", "density_g_cm3")
 
 
 @dataclass
@@ -23,9 +24,10 @@ class Thermo:
     """The thermo table of a run, kept in memory and optionally streamed to CSV."""
 
     n_atoms: int
-    volume: float
+    volume: float  # Å^3, where the observations carry none (fixed-volume runs)
     path: Path | None = None
     rows: list = field(default_factory=list)
+    mass_amu: float | None = None  # of the system, for the density
 
     def __post_init__(self) -> None:
         self._fh = None
@@ -40,13 +42,17 @@ class Thermo:
             obs: Observation) -> list[tuple]:
         ke, pe = obs.kinetic.astype(float), obs.potential.astype(float)
         temp = temperature(ke, self.n_atoms)
-        press = np.asarray(pressure(ke, obs.stress.astype(float), self.volume))
+        volume = np.broadcast_to(self.volume if obs.volume is None else obs.volume.astype(float), ke.shape)
+        press = np.asarray(pressure(ke, obs.stress.astype(float), volume))
+        density = (np.full(ke.shape, np.nan) if self.mass_amu is None
+                   else self.mass_amu / volume * AMU_PER_A3_IN_G_CM3)
         new = []
         for b in range(len(ke)):
             step = first_step + (b + 1) * every
             new.append((step, time0_fs + (b + 1) * every * stage.dt_fs, stage_index, stage.ensemble,
                         float(temp[b]), float(ke[b]), float(pe[b]), float(ke[b] + pe[b]),
-                        float(obs.conserved[b]), float(press[b]), int(obs.rebuilds[b])))
+                        float(obs.conserved[b]), float(press[b]), int(obs.rebuilds[b]), float(volume[b]),
+                        float(density[b])))
         self.rows.extend(new)
         if self._fh is not None:
             self._csv.writerows(new)
@@ -65,7 +71,8 @@ class Thermo:
 
 @dataclass
 class Trajectory:
-    """Frames every `every` steps to extxyz: positions, momenta (ASE units), energy, forces."""
+    """Frames every `every` steps to extxyz: positions, momenta (ASE units), energy, forces, and
+    the step and simulated time (fs) in each frame's info."""
 
     path: Path
     template: Atoms
@@ -77,17 +84,20 @@ class Trajectory:
         self.path.write_text("")
         self.count = 0
 
-    def add(self, first_step: int, block_every: int, obs: Observation, cell: np.ndarray) -> None:
+    def add(self, first_step: int, block_every: int, obs: Observation, cell: np.ndarray, time0_fs: float = 0.0,
+            dt_fs: float = 0.0) -> None:
         for b in range(len(obs.potential)):
             step = first_step + (b + 1) * block_every
             if step % self.every:
                 continue
             atoms = self.template.copy()
+            if obs.volume is not None:  # an NPT box scales isotropically
+                cell = self.template.cell.array * (float(obs.volume[b]) / self.template.get_volume()) ** (1 / 3)
             atoms.set_cell(cell)
             atoms.positions = np.asarray(obs.position[b], float)
             # jax-md's metal time unit is ASE's time unit, so momenta carry over unchanged
             atoms.set_momenta(np.asarray(obs.momentum[b], float), apply_constraint=False)
-            atoms.info = {"step": step}
+            atoms.info = {"step": step, "time_fs": time0_fs + (b + 1) * block_every * dt_fs}
             atoms.calc = SinglePointCalculator(atoms, energy=float(obs.potential[b]),
                                                forces=np.asarray(obs.force[b], float))
             write(self.path, atoms, format="extxyz", append=True)
@@ -116,8 +126,14 @@ def stage_summary(thermo: Thermo, stage_index: int, stage: Stage) -> dict:
         "temperature_K": float(np.mean(temp)), "temperature_std_K": float(np.std(temp)),
         "potential_eV_per_atom": float(np.mean(thermo.column("potential_eV")[sel]) / thermo.n_atoms),
         "pressure_GPa": float(np.mean(thermo.column("pressure_eV_A3")[sel]) * EV_A3_TO_GPA),
+        "pressure_std_GPa": float(np.std(thermo.column("pressure_eV_A3")[sel]) * EV_A3_TO_GPA),
     })
-    if stage.ensemble != "langevin":
+    if stage.ensemble == "npt":
+        dens = thermo.column("density_g_cm3")[sel]
+        out.update({"target_bar": stage.pressure_bar, "pressure_bar": out["pressure_GPa"] * 1e4,
+                    "volume_A3": float(np.mean(thermo.column("volume_A3")[sel])),
+                    "density_g_cm3": float(np.mean(dens)), "density_std_g_cm3": float(np.std(dens))})
+    if stage.ensemble != "langevin":  # npt: jax-md's NPT invariant
         out["conserved_drift_eV_per_atom_ps"] = drift_per_atom_ps(t, cons, thermo.n_atoms)
         out["conserved_max_dev_eV_per_atom"] = float(np.ptp(cons) / thermo.n_atoms)
     return out
@@ -139,6 +155,9 @@ def format_summary(summary: dict) -> str:
         if "target_K" in s:
             line += f" (target {s['target_K']:.0f})"
         line += f", E_pot {s['potential_eV_per_atom']:.5f} eV/atom, P {s['pressure_GPa']:.3f} GPa"
+        if "density_g_cm3" in s:
+            line += (f" (target {s['target_bar']:g} bar), density {s['density_g_cm3']:.4f} ± "
+                     f"{s['density_std_g_cm3']:.4f} g/cm^3")
         if "conserved_drift_eV_per_atom_ps" in s:
             name = "E_total" if s["ensemble"] == "nve" else "NH invariant"
             line += f", {name} drift {s['conserved_drift_eV_per_atom_ps']:.2e} eV/atom/ps"

@@ -19,7 +19,7 @@ from legato_jax.md.observers import Thermo, Trajectory, stage_summary
 
 def progress_bar(total: int, name: str, enabled: bool):
     """A tqdm bar over steps (disabled when not `enabled`)."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain text, also in notebooks (tqdm.auto warns without ipywidgets)
 
     return tqdm(total=total, desc=f"md {name}", unit="step", disable=not enabled, unit_scale=False,
                 dynamic_ncols=True, mininterval=1.0, postfix="", bar_format=(
@@ -40,7 +40,8 @@ class Recorder:
         self.stages, self.every, self.n_atoms, self.name = tuple(stages), every, n_atoms, name
         self.starts = np.cumsum([0] + [s.steps for s in self.stages])
         self.start_times = np.cumsum([0.0] + [s.steps * s.dt_fs for s in self.stages])
-        self.thermo = Thermo(n_atoms, volume, thermo_path if root else None) if thermo else None
+        mass = None if template is None else float(template.get_masses().sum())
+        self.thermo = Thermo(n_atoms, volume, thermo_path if root else None, mass_amu=mass) if thermo else None
         self.traj = Trajectory(traj_path, template, traj_every or every) if traj_path and root else None
         self.cell = None if template is None else template.cell.array
         self.bar = progress_bar(int(self.starts[-1]), name, progress and root)
@@ -60,7 +61,7 @@ class Recorder:
         if good and self.thermo is not None:
             self.thermo.add(first_step, float(time0), k, stage, self.every, obs)
         if good and self.traj is not None:
-            self.traj.add(first_step, self.every, obs, self.cell)
+            self.traj.add(first_step, self.every, obs, self.cell, float(time0), stage.dt_fs)
         self.rebuilds += int(np.sum(obs.rebuilds))
         if good:
             self.advance(good * self.every, obs.kinetic[-1])

@@ -14,8 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from ase import Atoms
+from jax_md import simulate
 
 from legato_jax.data.graph import TypeMap
+from legato_jax.errors import ConfigError
 from legato_jax.md.config import MDConfig, load_preset
 from legato_jax.md.energy import MDSystem, list_kind, model_energy
 from legato_jax.md.engine import run_stages
@@ -61,7 +63,11 @@ def run_md(potential: Potential, params, atoms: Atoms | Restart, cfg: MDConfig, 
     ctx = jax.enable_x64(True) if double else contextlib.nullcontext()
     with ctx:
         potential, params = with_precision(potential, params, cfg.precision)
-        system = model_energy(potential, params, species, atoms.cell.array, cfg.skin, cfg.capacity_multiplier, where)
+        npt = any(s.ensemble == "npt" for s in cfg.stages)
+        if npt and restart is not None:
+            raise ConfigError("NPT runs start fresh for now; --restart continues fixed-volume runs")
+        system = model_energy(potential, params, species, atoms.cell.array, cfg.skin, cfg.capacity_multiplier, where,
+                              npt=npt)
         return _run(system, potential, atoms, cfg, thermo_path, traj_path, progress, name, on_chunk, restart,
                     checkpoint_path)
 
@@ -106,7 +112,8 @@ def _run(system: MDSystem, potential: Potential, atoms: Atoms, cfg: MDConfig, th
     def record(k, stage, first, carry, obs):
         recorder(k, stage, first, carry, obs)
         if checkpoint_path is not None:
-            write_checkpoint(checkpoint_path, final_atoms(atoms, carry[0], mass), step0 + recorder.steps_done, carry[0])
+            write_checkpoint(checkpoint_path, final_atoms(atoms, carry[0], mass, system), step0 + recorder.steps_done,
+                             carry[0])
         if on_chunk is not None:
             on_chunk(carry[0], obs)
 
@@ -115,7 +122,7 @@ def _run(system: MDSystem, potential: Potential, atoms: Atoms, cfg: MDConfig, th
                                  on_chunk=record, tally=recorder.tally)
     finally:
         recorder.close()
-    final = final_atoms(atoms, state, mass)
+    final = final_atoms(atoms, state, mass, system)
     summary = recorder.summary(nl_capacity=int(nbrs.idx.shape[-1]), nl_allocate_s=alloc_s,
                                cell_list=getattr(nbrs, "cell_list_fn", None) is not None, neighbour_list=list_kind(nbrs),
                                precision=potential.config.dtype, hydrogen_mass=cfg.hydrogen_mass)
@@ -124,10 +131,16 @@ def _run(system: MDSystem, potential: Potential, atoms: Atoms, cfg: MDConfig, th
     return MDResult(final, recorder.thermo, summary, state)
 
 
-def final_atoms(atoms: Atoms, state, mass) -> Atoms:
-    """`atoms` at the integrator state's positions and momenta, with the run's masses."""
+def final_atoms(atoms: Atoms, state, mass, system: MDSystem | None = None) -> Atoms:
+    """`atoms` at the integrator state's positions and momenta (and box, for NPT), with the
+    run's masses."""
     final = atoms.copy()
-    final.positions = np.asarray(state.position, float)
+    if system is not None and system.fractional:
+        box = simulate.npt_box(state)
+        final.set_cell(np.asarray(box, float).T)
+        final.positions = np.asarray(system.real_positions(state.position, box), float)
+    else:
+        final.positions = np.asarray(state.position, float)
     final.set_masses(np.asarray(mass[:, 0], float))
     final.set_momenta(np.asarray(state.momentum, float), apply_constraint=False)
     return final

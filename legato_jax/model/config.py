@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from legato_jax.errors import ConfigError
+from legato_jax.shipped import locate
 from legato_jax.yaml_io import check_keys, read_mapping, typed_fields
 
 PARITIES = ("o3_full", "o3_restricted", "so3")
@@ -80,6 +81,8 @@ class AllegroConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "AllegroConfig":
+        """A model YAML, or a shipped preset by name (`allegro-cpu`) or path (`configs/model/...`)."""
+        path = locate(path, "model config")
         return cls.from_dict(read_mapping(path, "model config"), str(path))
 
     def to_dict(self) -> dict:

@@ -14,6 +14,7 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 from legato_jax.errors import ConfigError
 from legato_jax.model.config import AllegroConfig, ModelStats
 from legato_jax.model.potential import Potential
+from legato_jax.shipped import locate, missing_hint
 
 FORMAT = "legato_jax.model/1"
 
@@ -39,10 +40,10 @@ def save_model(path: str | Path, potential: Potential, params, extra: dict | Non
 
 
 def load_model(path: str | Path) -> tuple[Potential, dict, dict]:
-    """(potential, params, extra metadata) from a model file."""
-    path = Path(path)
+    """(potential, params, extra metadata) from a model file (or a shipped model's name)."""
+    path = locate(path, "model")
     if not path.is_file():
-        raise ConfigError(f"{path}: no such model file")
+        raise ConfigError(f"{path}: no such model file{missing_hint(path, 'model')}")
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(bytes(data["__meta__"]).decode())
@@ -80,8 +81,9 @@ def check_params(path: Path, potential: Potential, params) -> None:
 
 
 def resolve_model(path: str | Path) -> tuple[Potential, dict, dict]:
-    """A training run directory (its best.npz) or a model file -> (potential, params, extra)."""
-    path = Path(path)
+    """A training run directory (its best.npz), a model file or a shipped model's name
+    (`legato`, `models/legato/best.npz`) -> (potential, params, extra)."""
+    path = locate(path, "model")
     if path.is_dir():
         if not (path / "best.npz").exists():
             raise ConfigError(f"{path}: run directory has no best.npz yet (train at least one epoch)")

@@ -10,6 +10,7 @@ import yaml
 
 from legato_jax.errors import ConfigError
 from legato_jax.model.config import AllegroConfig
+from legato_jax.shipped import locate, portable
 from legato_jax.train.stopping import RULES
 from legato_jax.yaml_io import check_keys, read_mapping, typed_fields
 
@@ -19,12 +20,13 @@ INIT_STATS = ("keep", "refit")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run. Paths are relative to the working directory."""
+    """One training run. Files are paths (relative to the working folder) or shipped names."""
 
     name: str = "allegro"
     out_dir: str = "runs"
     data: str = "data/ammonia.extxyz.xz"
-    split: str = "data/ammonia.split.json"
+    split: str | None = None  # a split file; None: blocks of consecutive frames dealt by `seed`
+    split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1)  # train, validation, test, when split is None
     energy_key: str = "energy"
     forces_key: str = "forces"
     stress_key: str = "stress"
@@ -41,6 +43,9 @@ class TrainConfig:
     forces_weight: float = 1.0
     stress_weight: float = 1.0  # applied to frames that carry stress
     per_species_shift: bool = False
+    # isolated-atom reference energies (eV), MACE's E0s: None (one mean energy per atom),
+    # "average" (per-element least squares on the training split), or {element: energy}
+    e0s: dict | str | None = None
     ema_decay: float = 0.99
     plateau_factor: float = 0.5
     plateau_patience: int = 50
@@ -68,6 +73,17 @@ class TrainConfig:
         for key, ok in checks.items():
             if not ok:
                 raise ConfigError(f"training option '{key}' has an invalid value {getattr(self, key)!r}")
+        if self.e0s is not None:
+            if self.per_species_shift:
+                raise ConfigError("training options 'e0s' and 'per_species_shift' both set the energy shifts; keep one")
+            if isinstance(self.e0s, str) and self.e0s != "average":
+                raise ConfigError(f"training option 'e0s' must be 'average' or a mapping {{element: eV}}, got {self.e0s!r}")
+            if isinstance(self.e0s, dict) and not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                      for v in self.e0s.values()):
+                raise ConfigError(f"training option 'e0s': every value must be an energy in eV, got {self.e0s}")
+        if len(self.split_fractions) != 3 or min(self.split_fractions) < 0 or abs(sum(self.split_fractions) - 1) > 1e-6:
+            raise ConfigError(f"training option 'split_fractions' must be three non-negative numbers summing to 1, "
+                              f"got {list(self.split_fractions)}")
         if self.init_stats not in INIT_STATS:
             raise ConfigError(f"training option 'init_stats' must be one of {', '.join(INIT_STATS)}, got {self.init_stats!r}")
         if self.early_stop_rule not in RULES:
@@ -75,7 +91,18 @@ class TrainConfig:
                               f"got {self.early_stop_rule!r}")
 
     def model_config(self) -> AllegroConfig:
-        return AllegroConfig.from_dict(dict(self.model), "training config 'model'")
+        """The model's config; species not yet taken from the data stand as the default's."""
+        model = {k: v for k, v in self.model.items() if not (k == "species" and v is None)}
+        return AllegroConfig.from_dict(model, "training config 'model'")
+
+    @property
+    def species(self) -> tuple[str, ...] | None:
+        """The model's species, or None when they are to be taken from the data."""
+        species = self.model.get("species")
+        return None if species is None else tuple(species)
+
+    def with_species(self, species: tuple[str, ...]) -> "TrainConfig":
+        return dataclasses.replace(self, model={**self.model, "species": list(species)})
 
     @property
     def run_dir(self) -> Path:
@@ -84,6 +111,9 @@ class TrainConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["model"] = self.model_config().to_dict()
+        if self.species is None:
+            d["model"]["species"] = None
+        d["split_fractions"] = list(self.split_fractions)
         return d
 
     @classmethod
@@ -92,9 +122,30 @@ class TrainConfig:
         data = dict(data)
         model = data.get("model", {})
         if isinstance(model, str):  # a path to a model YAML
-            model = AllegroConfig.from_yaml(model).to_dict()
+            model = read_model_yaml(model)
         data["model"] = dict(model)
         return cls(**typed_fields(cls, data, where))
+
+
+def read_model_yaml(ref: str | Path) -> dict:
+    """A model YAML's mapping as written (species left out are taken from the data later),
+    checked as a model config."""
+    path = locate(ref, "model config")
+    model = read_mapping(path, "model config")
+    AllegroConfig.from_dict({k: v for k, v in model.items() if not (k == "species" and v is None)}, str(path))
+    return model
+
+
+FILE_KEYS = {"data": "dataset", "split": "split", "model": "model config", "init_from": "model"}
+
+
+def _resolve_files(data: dict, base: Path | None) -> None:
+    """Each file-valued key of `data` located (against `base`, then the working folder, then the
+    shipped files) and stored as a path valid from any folder."""
+    for key, kind in FILE_KEYS.items():
+        if isinstance(data.get(key), str):
+            found = locate(data[key], kind, base)
+            data[key] = portable(found) if found.exists() else data[key]
 
 
 def parse_overrides(items: list[str]) -> list[tuple[str, object]]:
@@ -113,17 +164,21 @@ def parse_overrides(items: list[str]) -> list[tuple[str, object]]:
 
 
 def load_train_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
-    """Read a training YAML and apply `key=value` overrides (`model.key=value` for the model)."""
-    path = Path(path)
+    """Read a training YAML (a path, or a shipped config's name: `legato`) and apply `key=value`
+    overrides (`model.key=value` for the model). Files the YAML names resolve against its own
+    folder, files given in overrides against the working folder; both are stored resolved."""
+    path = locate(path, "training config")
     data = read_mapping(path, "training config")
+    _resolve_files(data, base=path.parent)
+    pairs = parse_overrides(overrides)
+    top = {k: v for k, v in pairs if not k.startswith("model.")}
+    _resolve_files(top, base=None)
+    data.update(top)
     if isinstance(data.get("model"), str):
-        model_path = Path(data["model"])
-        if not model_path.exists() and (path.parent / model_path).exists():
-            model_path = path.parent / model_path
-        data["model"] = AllegroConfig.from_yaml(model_path).to_dict()
-    for key, value in parse_overrides(overrides):
+        data["model"] = read_model_yaml(data["model"])
+    for key, value in pairs:
         if key.startswith("model."):
+            if not isinstance(data.get("model", {}), dict):
+                raise ConfigError(f"--set {key}: the config's 'model' is not a mapping")
             data.setdefault("model", {})[key[len("model."):]] = value
-        else:
-            data[key] = value
     return TrainConfig.from_dict(data, str(path))

@@ -68,27 +68,42 @@ def format_metrics(m: dict, title: str) -> str:
     return "\n".join(lines)
 
 
-def parity_plot(graphs, preds, path: str | Path, title: str = "") -> Path:
+def parity_plot(graphs, preds, path: str | Path, title: str = "", symbols: Sequence[str] | None = None) -> Path:
+    """Predicted against reference: energy per atom (relative to the reference mean, meV) and force
+    components coloured by species, each panel with its MAE and RMSE."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(1, 2, figsize=(9, 4))
-    e_ref = [g.energy / g.n_node for g in graphs]
-    e_pred = [p["energy"] / g.n_node for g, p in zip(graphs, preds)]
-    ax[0].scatter(e_ref, e_pred, s=4)
-    lo, hi = min(e_ref + e_pred), max(e_ref + e_pred)
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4.6))
+    e_ref = np.array([g.energy / g.n_node for g in graphs])
+    e_pred = np.array([p["energy"] / g.n_node for g, p in zip(graphs, preds)])
+    mean = e_ref.mean()
+    x, y = 1e3 * (e_ref - mean), 1e3 * (e_pred - mean)
+    err = y - x
+    ax[0].scatter(x, y, s=6, alpha=0.7, label=f"MAE {np.abs(err).mean():.2f}, RMSE {np.sqrt(np.mean(err**2)):.2f} meV/atom")
+    lo, hi = min(x.min(), y.min()), max(x.max(), y.max())
     ax[0].plot([lo, hi], [lo, hi], "k--", lw=0.8)
-    ax[0].set_xlabel("reference energy per atom (eV)")
-    ax[0].set_ylabel("predicted (eV)")
-    f_ref = np.concatenate([g.forces.ravel() for g in graphs])
-    f_pred = np.concatenate([p["forces"].ravel() for p in preds])
-    ax[1].scatter(f_ref, f_pred, s=1, alpha=0.3)
+    ax[0].set_xlabel(f"reference energy per atom (meV, from the mean {mean:.4f} eV)")
+    ax[0].set_ylabel("predicted (meV)")
+    ax[0].legend(fontsize=8, loc="upper left")
+    species = np.concatenate([g.species for g in graphs])
+    f_ref = np.concatenate([g.forces for g in graphs])
+    f_pred = np.concatenate([p["forces"] for p in preds])
+    names = list(symbols) if symbols is not None else [str(k) for k in range(int(species.max()) + 1)]
+    for k, name in enumerate(names):
+        sel = species == k
+        if not sel.any():
+            continue
+        err = 1e3 * (f_pred[sel] - f_ref[sel]).ravel()
+        ax[1].scatter(f_ref[sel].ravel(), f_pred[sel].ravel(), s=1, alpha=0.25, color=f"C{k}",
+                      label=f"{name}: MAE {np.abs(err).mean():.1f}, RMSE {np.sqrt(np.mean(err**2)):.1f} meV/Å")
     lim = np.abs(f_ref).max()
     ax[1].plot([-lim, lim], [-lim, lim], "k--", lw=0.8)
     ax[1].set_xlabel("reference force component (eV/Å)")
     ax[1].set_ylabel("predicted (eV/Å)")
+    ax[1].legend(fontsize=8, loc="upper left", markerscale=6)
     fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path, dpi=110)

@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from legato_jax.data.graph import FrameGraph
+from legato_jax.errors import ConfigError
 from legato_jax.model.config import ModelStats
 
 
-def fit_model_stats(graphs: Sequence[FrameGraph], n_species: int, per_species_shift: bool = False,
-                    ridge: float = 1e-8) -> ModelStats:
+def fit_model_stats(graphs: Sequence[FrameGraph], species: Sequence[str], per_species_shift: bool = False,
+                    e0s: str | Mapping[str, float] | None = None, ridge: float = 1e-8) -> ModelStats:
     """avg_num_neighbors = edges / atoms; scale = RMS of all force components (every species);
-    shift = mean energy per atom (every species), or per-species least-squares energies."""
+    shift = mean energy per atom (every species), per-species least-squares energies
+    (`per_species_shift` or e0s "average", MACE's name), or given isolated-atom energies (e0s)."""
+    n_species = len(species)
     atoms = sum(g.n_node for g in graphs)
     edges = sum(g.n_edge for g in graphs)
     forces = np.concatenate([g.forces.ravel() for g in graphs])
     force_rms = float(np.sqrt(np.mean(forces**2)))
     if not force_rms > 0:
         force_rms = 1.0
-    if per_species_shift:
+    if isinstance(e0s, Mapping):
+        missing = [s for s in species if s not in e0s]
+        if missing:
+            raise ConfigError(f"training option 'e0s' gives no energy for {missing}; give one per element of "
+                              f"the model's species {list(species)}")
+        shift = np.array([float(e0s[s]) for s in species])
+    elif per_species_shift or e0s == "average":
         counts = np.stack([np.bincount(g.species, minlength=n_species) for g in graphs]).astype(float)
         energy = np.array([g.energy for g in graphs])
         a = counts.T @ counts + ridge * np.eye(n_species)

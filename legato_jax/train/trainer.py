@@ -20,7 +20,7 @@ import yaml
 from legato_jax.data.batching import BatchLoader
 from legato_jax.data.graph import FrameGraph, TypeMap, frame_graph
 from legato_jax.data.io import LabelKeys, read_frames
-from legato_jax.data.split import read_split
+from legato_jax.data.split import block_split, read_split, write_split
 from legato_jax.errors import ConfigError, LegatoError
 from legato_jax.model.io import resolve_model, save_model
 from legato_jax.model.potential import Potential
@@ -62,20 +62,32 @@ class Datasets:
     train: list[FrameGraph]
     validation: list[FrameGraph]
     test: list[FrameGraph]
+    split: dict[str, list[int]]  # frame indices of each subset in the data file
+
+
+def auto_block(n_frames: int) -> int:
+    """Frames per block of an automatic split: 10 consecutive frames (near-duplicates along a
+    trajectory stay together) where the data is large enough for ~100 blocks, fewer below."""
+    return max(1, min(10, n_frames // 100))
 
 
 def load_datasets(cfg: TrainConfig) -> Datasets:
-    """Read, validate (species against the model) and split the data; build neighbour lists."""
-    model = cfg.model_config()
-    frames = read_frames(cfg.data, LabelKeys(cfg.energy_key, cfg.forces_key, cfg.stress_key), model.species)
-    split = read_split(cfg.split, len(frames))
-    type_map = TypeMap(model.species)
-    graphs = {k: [frame_graph(frames[i], type_map, model.r_max) for i in idx] for k, idx in split.items()}
+    """Read, validate (species against the model's, or take them from the data) and split the
+    data (the split file, or blocks of consecutive frames dealt by the seed); neighbour lists."""
+    frames = read_frames(cfg.data, LabelKeys(cfg.energy_key, cfg.forces_key, cfg.stress_key), cfg.species)
+    if cfg.split is None:
+        split = block_split(len(frames), cfg.split_fractions, seed=cfg.seed, block=auto_block(len(frames)))
+    else:
+        split = read_split(cfg.split, len(frames))
+    type_map = TypeMap(cfg.species) if cfg.species is not None else TypeMap.from_frames(frames)
+    r_max = cfg.model_config().r_max
+    graphs = {k: [frame_graph(frames[i], type_map, r_max) for i in idx] for k, idx in split.items()}
     if cfg.max_train_frames is not None:
         graphs["train"] = graphs["train"][: cfg.max_train_frames]
     if not graphs["train"] or not graphs["validation"]:
-        raise ConfigError(f"{cfg.split}: training and validation splits must both be non-empty")
-    return Datasets(type_map, graphs["train"], graphs["validation"], graphs["test"])
+        where = cfg.split or f"split_fractions {list(cfg.split_fractions)} of {len(frames)} frames"
+        raise ConfigError(f"{where}: training and validation subsets must both be non-empty")
+    return Datasets(type_map, graphs["train"], graphs["validation"], graphs["test"], split)
 
 
 def summarize(sums: dict) -> dict:
@@ -95,15 +107,15 @@ class Trainer:
     """Holds the jitted functions of one run; `fit()` trains until a stopping rule fires."""
 
     def __init__(self, cfg: TrainConfig, data: Datasets | None = None, progress: bool = True):
-        self.cfg = cfg
         self.progress = progress
         self.data = data or load_datasets(cfg)
+        self.cfg = cfg = cfg.with_species(self.data.type_map.symbols)  # explicit in the saved config
         model_cfg = cfg.model_config()
         self.source = load_source(cfg.init_from, model_cfg) if cfg.init_from else None
         if self.source is not None and cfg.init_stats == "keep":
             stats = self.source[0].stats
         else:
-            stats = fit_model_stats(self.data.train, len(model_cfg.species), cfg.per_species_shift)
+            stats = fit_model_stats(self.data.train, model_cfg.species, cfg.per_species_shift, cfg.e0s)
         self.potential = Potential(model_cfg, stats)
         self.scale = stats.species_scale[0]
         self.weights = LossWeights(cfg.energy_weight, cfg.forces_weight, cfg.stress_weight)
@@ -187,6 +199,10 @@ class Trainer:
                 "species_scale": self.potential.stats.species_scale,
                 "species_shift": self.potential.stats.species_shift}, indent=1))
             atomic_write_text(run / "metrics.csv", ",".join(METRIC_FIELDS) + "\r\n")
+            if cfg.split is None:
+                write_split(run / "split.json", self.data.split, {
+                    "data": cfg.data, "seed": cfg.seed, "fractions": list(cfg.split_fractions),
+                    "block": auto_block(sum(len(v) for v in self.data.split.values()))})
             val = self.evaluate(state.ema)
             state = self._early_stopping(state._replace(val_loss=jnp.array(val["loss"], jnp.float32)), val["loss"])
             save_checkpoint(run / "checkpoint.msgpack", state)
@@ -198,15 +214,25 @@ class Trainer:
 
         start_elapsed = float(state.elapsed)
         t_start = time.perf_counter()
-        bar = tqdm(total=cfg.max_epochs * self.steps_per_epoch, initial=int(state.step), unit="step",
-                   desc=cfg.name, disable=not self.progress)
         stop_reason = None
         last_epoch = cfg.max_epochs if epochs is None else min(cfg.max_epochs, int(state.epoch) + epochs)
+        bar = tqdm(total=last_epoch, initial=int(state.epoch), unit="epoch", desc=cfg.name, disable=not self.progress,
+                   dynamic_ncols=True)
+
+        def out_of_time() -> bool:
+            return cfg.max_minutes is not None and start_elapsed + time.perf_counter() - t_start > 60 * cfg.max_minutes
+
         while int(state.epoch) < last_epoch:
             epoch = int(state.epoch)
             t_epoch = time.perf_counter()
             train_loss = 0.0
+            at_epoch_start = state
             for b, batch in enumerate(self.train_loader):
+                if b and out_of_time():  # the partial epoch is dropped: the checkpoint stays at its start
+                    stop_reason = (f"wall-time limit of {cfg.max_minutes} min, within epoch {epoch + 1} (its "
+                                   f"{b} of {self.steps_per_epoch} batches dropped; resume repeats it whole)")
+                    state = at_epoch_start
+                    break
                 new_state, loss, finite = self.jit_step(state, batch)
                 if not bool(finite):
                     bar.close()
@@ -217,7 +243,9 @@ class Trainer:
                     )
                 state = new_state
                 train_loss += float(loss)
-                bar.update(1)
+                bar.set_postfix_str(f"batch {b + 1}/{self.steps_per_epoch}", refresh=b % 20 == 0)
+            if stop_reason:
+                break
             step_time = (time.perf_counter() - t_epoch) / self.steps_per_epoch
             val = self.evaluate(state.ema)
             train_metrics = self.evaluate(state.params, self.data.train[: max(len(self.data.validation), 1)])
@@ -240,13 +268,14 @@ class Trainer:
                     val["e_mae"], val["e_rmse"], val["f_mae"], val["f_rmse"], step_time, elapsed,
                 ])
             save_checkpoint(run / "checkpoint.msgpack", state)
-            bar.set_postfix(val_f_mae=f"{val['f_mae']:.1f} meV/Å", lr=f"{lr:.2g}", refresh=False)
+            bar.set_postfix_str(f"val F MAE {val['f_mae']:.1f} meV/Å, lr {lr:.2g}", refresh=False)
+            bar.update(1)
             if lr < cfg.min_lr:
                 stop_reason = f"learning rate {lr:.2g} < min_lr {cfg.min_lr}"
             elif int(state.epochs_since_best) >= cfg.early_stop_patience:
                 stop_reason = (f"validation loss not reduced by more than {cfg.early_stop_delta:g} "
                                f"({cfg.early_stop_rule} rule) for {cfg.early_stop_patience} epochs")
-            elif cfg.max_minutes is not None and elapsed > 60 * cfg.max_minutes:
+            elif out_of_time():
                 stop_reason = f"wall-time limit of {cfg.max_minutes} min"
             if stop_reason:
                 break
