@@ -46,6 +46,8 @@ def test_wheel_installs_and_runs_md_outside_the_checkout(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     missing = [p for p in PACKAGE_DATA if p not in names]
     assert not missing, f"package data missing from the wheel: {missing}"
+    packages = [p.parent.relative_to(ROOT).as_posix() + "/__init__.py" for p in (ROOT / "legato_jax").rglob("__init__.py")]
+    assert not [p for p in packages if p not in names], "every subpackage ships (pyproject's packages list)"
     assert not [n for n in names if n.endswith("checkpoint.msgpack")], "training checkpoints do not ship"
 
     # A scratch venv with the wheel; the project's dependencies come from this interpreter's
