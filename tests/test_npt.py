@@ -89,6 +89,19 @@ def test_a_liquid_npt_run_conserves_its_invariant_and_logs_volume_and_density(tm
     np.testing.assert_allclose([f.get_volume() for f in frames], volume, rtol=1e-6)  # a frame per row
 
 
+def test_a_shrinking_box_rebuilds_its_list(tmp_path):
+    # 50 kbar squeezes the box by 10 % in 100 fs: pairs come into range without atoms moving,
+    # so the list is rebuilt for the box; a missed pair would stop the run with status 3
+    log = tmp_path / "npt.csv"
+    assert cli(["md", "--model", str(TINY), "--ammonia", "128", "--ensemble", "npt", "--pressure", "50000", "--skin", "0.3",
+                "--temperature", "200", "--dt", "1", "--steps", "100", "--barostat-tau", "200", "--log", str(log),
+                "--no-progress"]) == 0
+    import csv
+
+    volume = np.array([float(r["volume_A3"]) for r in csv.DictReader(open(log))])
+    assert volume[-1] < 0.9 * volume[0]  # the box shrank by far more than the skin
+
+
 def test_npt_refusals(capsys):
     base = ["md", "--model", str(TINY), "--temperature", "200", "--dt", "1", "--steps", "10", "--no-progress"]
     assert cli(base + ["--ammonia", "16", "--ensemble", "npt", "--pressure", "1"]) == 2

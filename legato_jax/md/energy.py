@@ -119,8 +119,10 @@ def model_energy(potential: Potential, params, species: np.ndarray, cell: np.nda
                               f"(r_max + skin)), the narrowest is {width:.2f} Å; replicate the cell (--replicate)")
         box = jnp.asarray(cell.T, dtype)
         displacement, shift = space.periodic_general(box, fractional_coordinates=True)
+        # list cutoff r_max + skin as elsewhere, but atoms may use only half the skin (rebuild at a
+        # move of skin / 4): the other half is for the box shrinking (md/integrate.py)
         neighbor_fn = partition.neighbor_list(
-            displacement, box, r_max, dr_threshold=skin, capacity_multiplier=capacity_multiplier,
+            displacement, box, r_max + 0.5 * skin, dr_threshold=0.5 * skin, capacity_multiplier=capacity_multiplier,
             fractional_coordinates=True, format=partition.Sparse, disable_cell_list=True,
         )
 

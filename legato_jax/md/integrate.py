@@ -145,17 +145,28 @@ def make_chunk(system: MDSystem, stage: Stage, apply_fn: Callable, every: int, b
         length, mask, _ = system.pair_geometry(position, nbrs, **kw)
         return jnp.sum(mask & (length < system.r_max))
 
+    skin = system.cutoff - system.r_max
+
     def step(_, carry):
-        state, nbrs, rebuilds, missed = carry
+        state, nbrs, rebuilds, missed, built_volume = carry
         state = apply_fn(state, neighbor=nbrs)  # forces at the new positions, from the list `nbrs`
         kw = box_kw(state)
-        new = nbrs.update(state.position, **kw)
+        given = nbrs
+        if npt:  # a shrinking box brings pairs closer without moving atoms: rebuild once it has used
+            # its half of the skin (the NPT list leaves the other half to the atoms' own motion)
+            volume = jnp.abs(jnp.linalg.det(kw["box"]))
+            shrunk = (1.0 - (volume / built_volume) ** (1.0 / 3.0)) * system.cutoff > 0.5 * skin
+            given = jax.lax.cond(shrunk, lambda n: n.set(reference_position=n.reference_position + 0.5),
+                                 lambda n: n, nbrs)  # half a box away in fractional coordinates: rebuild
+        new = given.update(state.position, **kw)
         rebuilt = jnp.any(new.reference_position != nbrs.reference_position)
         # the rebuilt list holds every pair in range at these positions: had the old one (which
         # gave the forces) fewer, atoms moved more than the skin allows between checks
         stale = jax.lax.cond(rebuilt, lambda: pairs_in_range(nbrs, state.position, kw) < pairs_in_range(
             new, state.position, kw), lambda: jnp.bool_(False))
-        return state, new, rebuilds + rebuilt.astype(jnp.int32), missed + stale.astype(jnp.int32)
+        if npt:
+            built_volume = jnp.where(rebuilt, volume, built_volume)
+        return state, new, rebuilds + rebuilt.astype(jnp.int32), missed + stale.astype(jnp.int32), built_volume
 
     def observe(state, nbrs, rebuilds, missed) -> Observation:
         kw = box_kw(state)
@@ -178,7 +189,10 @@ def make_chunk(system: MDSystem, stage: Stage, apply_fn: Callable, every: int, b
         return Observation(pe, ke, conserved, stress, rebuilds, *extra, contact, missed, volume)
 
     def block(carry):
-        s, n, rebuilds, missed = jax.lax.fori_loop(0, every, step, (*carry, jnp.int32(0), jnp.int32(0)))
+        # NPT: the volume the list was built at is not carried between blocks, so each block's first
+        # step rebuilds (an infinite volume reads as a fully shrunk box)
+        s, n, rebuilds, missed, _ = jax.lax.fori_loop(
+            0, every, step, (*carry, jnp.int32(0), jnp.int32(0), jnp.asarray(jnp.inf, carry[0].position.dtype)))
         return (s, n), observe(s, n, rebuilds, missed)
 
     scan = block_scan(block, blocks)
