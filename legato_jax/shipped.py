@@ -74,24 +74,13 @@ def portable(path: str | Path) -> str:
     return str(path)
 
 
-def names(kind: str) -> list[str]:
-    """The bare names of the shipped files of `kind`."""
-    pattern = NAMED[kind]
-    folder, rest = pattern.split("/", 1)
-    root = shipped_root(folder)
-    if root is None:
-        return []
-    head, tail = rest.split("{}")
-    return sorted(p.relative_to(root / head).as_posix()[: -len(tail) or None].split("/")[0]
-                  for p in root.glob(rest.replace("{}", "*")))
-
-
 def missing_hint(ref: str | Path, kind: str | None = None) -> str:
-    """For a "no such file" error: what to do when `ref` names a shipped file (a repository path,
-    or a bare name of `kind`) that this installation lacks."""
+    """For a "no such file" error: a bare name of `kind` is neither a file nor a shipped one; a
+    repository path (`data/...`, `models/...`) names a shipped file this installation lacks."""
     ref = Path(ref)
-    bare = len(ref.parts) == 1 and not ref.suffix and kind in NAMED
-    if ref.is_absolute() or not (bare or (ref.parts and ref.parts[0] in FOLDERS)):
+    if len(ref.parts) == 1 and not ref.suffix and kind in NAMED:
+        return f" (not a file here, nor a shipped {kind} of this installation)"
+    if ref.is_absolute() or not (ref.parts and ref.parts[0] in FOLDERS):
         return ""
     return (" (a shipped file, missing from this installation: install legato_jax from its wheel or "
             "`pip install .` of a checkout, or run from the checkout's root)")

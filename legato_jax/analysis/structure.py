@@ -8,10 +8,9 @@ from typing import Sequence
 import numpy as np
 from ase import Atoms
 
+from legato_jax.data.ammonia import AMU_PER_A3_TO_G_PER_CM3
 from legato_jax.data.neighbors import neighbor_list
 from legato_jax.errors import ConfigError
-
-AMU_PER_A3_IN_G_CM3 = 1.66053906660  # 1 amu / Å^3 in g / cm^3
 
 
 def parse_pairs(items: Sequence[str], frames: Sequence[Atoms]) -> list[tuple[str, str]]:
@@ -62,4 +61,4 @@ def rdf(frames: Sequence[Atoms], pairs: Sequence[tuple[str, str]], rmax: float |
 
 def density_g_cm3(frames: Sequence[Atoms]) -> np.ndarray:
     """Mass density of each frame (g/cm^3), from its masses and cell volume."""
-    return np.array([f.get_masses().sum() / f.get_volume() * AMU_PER_A3_IN_G_CM3 for f in frames])
+    return np.array([f.get_masses().sum() / f.get_volume() * AMU_PER_A3_TO_G_PER_CM3 for f in frames])

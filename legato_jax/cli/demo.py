@@ -17,10 +17,8 @@ from legato_jax.data.split import read_split
 from legato_jax.data.stats import dataset_statistics, format_statistics
 from legato_jax.cli.md import model_name
 from legato_jax.cli.options import positive_float, positive_int
-from legato_jax.errors import ConfigError
 from legato_jax.model.io import resolve_model
 from legato_jax.outputs import atomic_write_text, folder
-from legato_jax.shipped import locate, missing_hint
 from legato_jax.train.evaluate import error_metrics, format_metrics, parity_plot, predict_frames
 
 DEFAULT_DATA = "data/ammonia.extxyz.xz"
@@ -52,14 +50,7 @@ def register(sub) -> None:
 
 def load_models(refs: list[str]) -> dict[str, tuple]:
     """name -> (potential, params) for each model reference, or a one-line error naming a missing one."""
-    models = {}
-    for ref in refs:
-        path = locate(ref, "model")
-        if not path.exists():
-            raise ConfigError(f"model {ref} not found{missing_hint(ref, 'model')}; give --model FILE")
-        potential, params, _ = resolve_model(path)
-        models[model_name(str(path))] = (potential, params)
-    return models
+    return {model_name(ref): resolve_model(ref)[:2] for ref in refs}
 
 
 def run(args) -> int:

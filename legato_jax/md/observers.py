@@ -11,10 +11,10 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 
+from legato_jax.data.ammonia import AMU_PER_A3_TO_G_PER_CM3
 from legato_jax.md.integrate import Observation, Stage, pressure, temperature
 
 EV_A3_TO_GPA = 160.21766208
-AMU_PER_A3_IN_G_CM3 = 1.66053906660
 THERMO_COLUMNS = ("step", "time_fs", "stage", "ensemble", "temperature_K", "kinetic_eV", "potential_eV",
                   "total_eV", "conserved_eV", "pressure_eV_A3", "nl_rebuilds", "volume_A3", "density_g_cm3")
 
@@ -45,7 +45,7 @@ class Thermo:
         volume = np.broadcast_to(self.volume if obs.volume is None else obs.volume.astype(float), ke.shape)
         press = np.asarray(pressure(ke, obs.stress.astype(float), volume))
         density = (np.full(ke.shape, np.nan) if self.mass_amu is None
-                   else self.mass_amu / volume * AMU_PER_A3_IN_G_CM3)
+                   else self.mass_amu / volume * AMU_PER_A3_TO_G_PER_CM3)
         new = []
         for b in range(len(ke)):
             step = first_step + (b + 1) * every
