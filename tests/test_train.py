@@ -75,11 +75,32 @@ def test_resume_after_interruption_equals_uninterrupted_run(toy_data, tmp_path):
 
 def test_an_ended_run_trains_longer_with_resume_overrides(toy_data, tmp_path):
     Trainer(config(toy_data, tmp_path, name="short", max_epochs=2), progress=False).fit()
-    with pytest.raises(ConfigError, match=r"--resume can only change \['max_minutes', 'max_epochs', 'early_stop_patience'\], not \['lr'\]"):
+    with pytest.raises(ConfigError, match=r"--resume can only change \['max_minutes', 'max_epochs', 'early_stop_patience', 'lr_milestones'\], not \['lr'\]"):
         resume(tmp_path / "short", progress=False, overrides={"lr": 0.1})
     trainer, state = resume(tmp_path / "short", progress=False, overrides={"max_epochs": 3})
     assert int(trainer.fit(state).epoch) == 3
     assert yaml.safe_load((tmp_path / "short" / "config.yaml").read_text())["max_epochs"] == 3
+
+
+def test_lr_milestones_scale_the_step_and_anneal_an_ended_run(toy_data, tmp_path):
+    plain = Trainer(config(toy_data, tmp_path, name="plain", plateau_patience=50), progress=False)
+    annealed = Trainer(config(toy_data, tmp_path, name="annealed", plateau_patience=50, lr_milestones=[1, 3]),
+                       progress=False)
+    batch = next(iter(plain.train_loader))
+    state = plain.init_state()
+    for epoch, factor in [(0, 1.0), (1, 0.5), (2, 0.5), (3, 0.25)]:
+        at = state._replace(step=state.step + epoch * plain.steps_per_epoch)
+        ref, _, _ = plain.jit_step(at, batch)
+        new, _, _ = annealed.jit_step(at, batch)
+        for p0, a, b in zip(*(jax.tree_util.tree_leaves(s.params) for s in (at, ref, new))):
+            np.testing.assert_allclose(np.asarray(b - p0), factor * np.asarray(a - p0), rtol=1e-4, atol=1e-6)
+    Trainer(config(toy_data, tmp_path, name="ended", plateau_patience=50, max_epochs=2), progress=False).fit()
+    trainer, state = resume(tmp_path / "ended", progress=False, overrides={"max_epochs": 4, "lr_milestones": [2, 3]})
+    trainer.fit(state)
+    rows = list(csv.DictReader(open(tmp_path / "ended" / "metrics.csv")))
+    assert [float(r["lr"]) for r in rows] == pytest.approx([0.01, 0.01, 0.005, 0.0025])
+    with pytest.raises(ConfigError, match="lr_milestones"):
+        config(toy_data, tmp_path, lr_milestones=[3, 2])
 
 
 def test_sam_step_on_the_tiny_model_matches_a_hand_computed_step(toy_data, tmp_path):

@@ -49,6 +49,9 @@ class TrainConfig:
     ema_decay: float = 0.99
     plateau_factor: float = 0.5
     plateau_patience: int = 50
+    # epochs after which the learning rate is multiplied by plateau_factor whatever the plateau
+    # rule says (torch's MultiStepLR): an annealing phase for a run whose loss still falls slowly
+    lr_milestones: tuple[int, ...] = ()
     min_lr: float = 1e-5
     early_stop_patience: int = 100
     early_stop_delta: float = 0.0  # nequip rule: absolute (loss units); relative rule: a fraction
@@ -69,6 +72,8 @@ class TrainConfig:
             "early_stop_delta": self.early_stop_delta >= 0, "stress_weight": self.stress_weight >= 0,
             "energy_weight": self.energy_weight >= 0, "forces_weight": self.forces_weight >= 0,
             "max_train_frames": self.max_train_frames is None or self.max_train_frames >= 1,
+            "lr_milestones": all(m >= 1 for m in self.lr_milestones)
+            and list(self.lr_milestones) == sorted(set(self.lr_milestones)),
         }
         for key, ok in checks.items():
             if not ok:

@@ -141,6 +141,10 @@ class Trainer:
         grad_fn = lambda p: jax.grad(self.loss)(p, batch)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params, grad_fn=grad_fn,
                                                    value=state.val_loss)
+        if self.cfg.lr_milestones:
+            epoch = state.step // self.steps_per_epoch
+            mult = self.cfg.plateau_factor ** jnp.sum(epoch >= jnp.array(self.cfg.lr_milestones))
+            updates = jax.tree_util.tree_map(lambda u: u * mult.astype(u.dtype), updates)
         params = optax.apply_updates(state.params, updates)
         ema = ema_update(state.ema, params, (state.step + 1).astype(jnp.float32), self.cfg.ema_decay)
         finite = jnp.isfinite(loss) & jnp.all(
@@ -148,6 +152,10 @@ class Trainer:
         )
         new = state._replace(params=params, opt_state=opt_state, ema=ema, step=state.step + 1)
         return new, loss, finite
+
+    def milestone_factor(self, epoch: int) -> float:
+        """The learning-rate factor of `lr_milestones` during epoch index `epoch` (0-based)."""
+        return self.cfg.plateau_factor ** sum(epoch >= m for m in self.cfg.lr_milestones)
 
     def _early_stopping(self, state: TrainState, value: float) -> TrainState:
         return _early_stopping_step(self.cfg.early_stop_rule, self.cfg.early_stop_delta, state, value)
@@ -251,7 +259,7 @@ class Trainer:
             train_metrics = self.evaluate(state.params, self.data.train[: max(len(self.data.validation), 1)])
             improved = val["loss"] < float(state.best_val)
             elapsed = start_elapsed + time.perf_counter() - t_start
-            lr = cfg.lr * float(plateau_scale(state.opt_state))
+            lr = cfg.lr * float(plateau_scale(state.opt_state)) * self.milestone_factor(epoch)
             state = state._replace(
                 epoch=state.epoch + 1, val_loss=jnp.array(val["loss"], jnp.float32),
                 best_val=jnp.array(min(val["loss"], float(state.best_val)), jnp.float32),
@@ -328,12 +336,13 @@ def truncate_metrics(path: Path, epochs: int) -> None:
     atomic_write_text(path, text.getvalue())
 
 
-RESUME_OVERRIDES = ("max_minutes", "max_epochs", "early_stop_patience")
+RESUME_OVERRIDES = ("max_minutes", "max_epochs", "early_stop_patience", "lr_milestones")
 
 
 def resume(run_dir: str | Path, progress: bool = True, overrides: dict | None = None) -> tuple[Trainer, TrainState]:
     """Rebuild the trainer from RUN_DIR/config.yaml and restore its last checkpoint. `overrides`
-    may change only the stopping rules (RESUME_OVERRIDES), e.g. to train an ended run for longer;
+    may change only the stopping rules and the milestones (RESUME_OVERRIDES), e.g. to train an
+    ended run for longer with a lower learning rate;
     they are written back to config.yaml."""
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
