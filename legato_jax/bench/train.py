@@ -17,7 +17,7 @@ import numpy as np
 
 from legato_jax.cli.options import add_json_option, check_json_target, emit
 from legato_jax.bench.inference import matmul_peak_gflops
-from legato_jax.cli.options import nonnegative_float, positive_int
+from legato_jax.cli.options import nonnegative_float, positive_float, positive_int
 from legato_jax.train.config import load_train_config
 from legato_jax.train.trainer import Trainer, load_datasets
 
@@ -135,11 +135,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=positive_int, default=64, help="training frames to draw batches from")
     p.add_argument("--repeats", type=positive_int, default=10, help="timed steps per row")
     p.add_argument("--profile", default=None, help="write jax.profiler traces here, one per row and optimizer")
+    peer = p.add_argument_group("training side by side with nequip-allegro (--peer)")
+    peer.add_argument("--peer", action="store_true", help="instead of step timings: train the first config and "
+                      "nequip-allegro 0.8 (nequip-train) on its split for --minutes each, one core each; test errors")
+    peer.add_argument("--minutes", type=positive_float, default=30.0, help="wall time of each training run")
+    peer.add_argument("--out", default="runs/bench-peer", help="folder of the two runs (must not hold an earlier one)")
+    peer.add_argument("--sequential", action="store_true", help="one run after the other instead of together")
     add_json_option(p, "the results")
 
 
 def main(args) -> int:
     check_json_target(args)
+    if args.peer:
+        from pathlib import Path
+
+        from legato_jax.bench import peer_train
+
+        report = peer_train.run(args.configs[0], args.set, args.minutes, Path(args.out), args.sequential)
+        emit(args, report, peer_train.format_report(report))
+        return 0
     report = run(args)
     emit(args, report, format_report(report))
     return 0
