@@ -8,6 +8,13 @@ triclinic cells use `space.periodic_general` (jax-md's O(N^2) candidate search).
 image of every neighbour, with free-space integration (positions unwrapped, shifts following
 them). Either way every jax-md integrator drives the model through `energy_fn(R, neighbor)`.
 
+The list holds pairs out to r_max + skin with spare capacity, ~1.6x the pairs the model needs.
+Each call compacts it to the pairs within r_max in an exact-edge buffer (`compact_edges`), so the
+model evaluates only those plus a small margin. The buffer's size is a fixed fraction of the
+list's, set at the first allocation from the measured count (+5 %); every list update counts the
+pairs in range and raises the list's overflow flag when the buffer is too small, so the engine
+re-runs the chunk with a larger list, and with it a larger buffer.
+
 NPT needs a box that changes: positions are fractional (`space.periodic_general` with
 fractional coordinates, whose derivatives are real-space forces), `energy_fn(R, neighbor, box=,
 perturbation=)` takes the box and jax-md's isotropic strain, and the list (jax-md's, all pairs
@@ -17,6 +24,8 @@ image while the box breathes.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -47,6 +56,7 @@ class MDSystem:
     r_max: float = 0.0  # Å, of the model
     pair_geometry: Callable | None = None  # (R, neighbor) -> (lengths, mask, covalent radius sums), per list edge
     fractional: bool = False  # positions in fractional coordinates of a changing box (NPT)
+    model_edges: Callable | None = None  # (neighbor) -> edge slots the model evaluates (the exact-edge buffer)
 
     @property
     def volume(self) -> float:
@@ -95,14 +105,43 @@ def list_kind(nbrs) -> str:
     return "cell list" if getattr(nbrs, "cell_list_fn", None) is not None else "all pairs"
 
 
+EDGE_MARGIN = 1.05  # exact-edge buffer over the pairs within r_max at the first allocation
+EDGE_SLACK = 16  # plus this many spare edges (small cells)
+
+
+def compact_edges(vec: jax.Array, mask: jax.Array, r_max: float, capacity: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Indices of the list edges within `r_max` packed into `capacity` slots: (index, valid,
+    count); count > capacity means the buffer overflowed (the excess edges are dropped)."""
+    in_range = mask & (jnp.sum(vec * vec, axis=-1) < r_max * r_max)
+    (index,) = jnp.nonzero(in_range, size=capacity, fill_value=0)
+    count = jnp.sum(in_range)
+    return index, jnp.arange(capacity) < count, count
+
+
+class _EdgeBudget:
+    """The exact-edge buffer's size as a fraction of the list's capacity, measured once (the
+    first allocation); None until then, meaning no compaction."""
+
+    def __init__(self) -> None:
+        self.fraction: float | None = None
+
+    def capacity(self, list_capacity: int) -> int:
+        if self.fraction is None:
+            return list_capacity
+        return min(list_capacity, math.ceil(self.fraction * list_capacity))
+
+
 NPT_WIDTH_MARGIN = 1.1  # an NPT box may shrink by this factor in width before minimum image fails
 
 
 def model_energy(potential: Potential, params, species: np.ndarray, cell: np.ndarray, skin: float = 0.5,
-                 capacity_multiplier: float = 1.25, where: str = "structure", npt: bool = False) -> MDSystem:
+                 capacity_multiplier: float = 1.25, where: str = "structure", npt: bool = False,
+                 exact_edges: bool = True, edge_margin: float = EDGE_MARGIN, edge_slack: int = EDGE_SLACK) -> MDSystem:
     """jax-md energy function and neighbour list (cutoff r_max + skin) for a periodic cell:
     jax-md's minimum-image Sparse list where that is exact, the image-shift list otherwise; with
-    `npt`, fractional positions in a box that may change."""
+    `npt`, fractional positions in a box that may change. `exact_edges`: the model sees only the
+    list's pairs within r_max in a buffer of `edge_margin` x their count + `edge_slack` (the module
+    docstring)."""
     r_max = potential.config.r_max
     if skin < 0:
         raise ConfigError(f"neighbour-list skin must be >= 0 Å, got {skin}")
@@ -176,12 +215,20 @@ def model_energy(potential: Potential, params, species: np.ndarray, cell: np.nda
         length = jnp.linalg.norm(edge_vectors(R_pad, neighbor, **geometry_kw(box, None)), axis=-1)
         return length, receivers < n, radius_pad[senders] + radius_pad[receivers]
 
+    budget = _EdgeBudget()
+
     def strained_energy(R, neighbor, strain, box=None, perturbation=None):
         receivers, senders = neighbor.idx
         mask = receivers < n
         R_pad = jnp.concatenate([R, jnp.zeros((1, 3), R.dtype)], axis=0)
-        vec = edge_vectors(R_pad, neighbor, **geometry_kw(box, perturbation)) @ (jnp.eye(3, dtype=R.dtype) + strain)
-        vec = jnp.where(mask[:, None], vec, far)
+        vec = edge_vectors(R_pad, neighbor, **geometry_kw(box, perturbation))
+        capacity = budget.capacity(receivers.shape[0])
+        if exact_edges and capacity < receivers.shape[0]:
+            index, mask, _ = compact_edges(vec, mask, r_max, capacity)
+            vec = vec[index]
+            receivers = jnp.where(mask, receivers[index], n)
+            senders = jnp.where(mask, senders[index], n)
+        vec = jnp.where(mask[:, None], vec @ (jnp.eye(3, dtype=R.dtype) + strain), far)
         with jax.default_matmul_precision("highest"):
             atom = module.apply(params, vec, species_pad, senders, receivers, mask, node_mask)
         return jnp.sum(atom)
@@ -194,5 +241,40 @@ def model_energy(potential: Potential, params, species: np.ndarray, cell: np.nda
         vol = volume if box is None else jnp.abs(jnp.linalg.det(box))
         return energy, 0.5 * (d_strain + d_strain.T) / vol
 
+    if exact_edges:
+        neighbor_fn = _budgeted(neighbor_fn, budget, pair_geometry, r_max, edge_margin, edge_slack, fractional)
     return MDSystem(energy_fn, energy_stress_fn, neighbor_fn, displacement, shift, cell, n, r_max + skin, r_max,
-                    pair_geometry, fractional)
+                    pair_geometry, fractional, lambda nbrs: budget.capacity(nbrs.idx.shape[-1]))
+
+
+def _budgeted(neighbor_fn, budget: _EdgeBudget, pair_geometry: Callable, r_max: float, margin: float, slack: int,
+              fractional: bool):
+    """The list functions with the exact-edge buffer's bookkeeping: the first allocation sets its
+    size, every update flags an overflow when the pairs within r_max exceed it."""
+    base_allocate = neighbor_fn.allocate
+    base_update = []  # the list's own update function, taken from the first allocation
+
+    def in_range(R, nbrs, kw) -> jax.Array:
+        length, mask, _ = pair_geometry(R, nbrs, **({"box": kw["box"]} if fractional and "box" in kw else {}))
+        return jnp.sum(mask & (length < r_max))
+
+    def flagged(nbrs, too_many):
+        if isinstance(nbrs, ImageList):
+            return nbrs.set(overflow=nbrs.overflow | too_many)
+        return nbrs.set(error=nbrs.error.update(partition.PartitionErrorCode.NEIGHBOR_LIST_OVERFLOW, too_many))
+
+    def update(R, nbrs, **kw):
+        new = base_update[0](R, nbrs, **kw).set(update_fn=update)
+        return flagged(new, in_range(R, new, kw) > budget.capacity(new.idx.shape[-1]))
+
+    def allocate(R, extra_capacity: int = 0, **kw):
+        nbrs = base_allocate(R, extra_capacity=extra_capacity, **kw)
+        if not base_update:
+            base_update.append(nbrs.update_fn)
+        count = int(in_range(jnp.asarray(R), nbrs, kw))
+        size = nbrs.idx.shape[-1]
+        if budget.fraction is None and size:
+            budget.fraction = min(1.0, (margin * count + slack) / size)
+        return flagged(nbrs.set(update_fn=update), count > budget.capacity(size))
+
+    return dataclasses.replace(neighbor_fn, allocate=allocate, update=update)

@@ -101,8 +101,8 @@ def image_neighbor_list(cell: np.ndarray, cutoff: float, skin: float, n_atoms: i
         moved = jnp.max(jnp.sum((R - nbrs.reference_position) ** 2, axis=-1)) > threshold_sq
 
         def rebuild(R):
-            new = build(R, nbrs.capacity, nbrs.bin_capacity)
-            return new.set(overflow=new.overflow | nbrs.overflow)
+            new = build(R, nbrs.capacity, nbrs.bin_capacity)  # keeps a wrapper's update_fn (md/energy.py)
+            return new.set(overflow=new.overflow | nbrs.overflow, update_fn=nbrs.update_fn)
 
         return lax.cond(moved, rebuild, lambda R: nbrs, R)
 
