@@ -60,7 +60,7 @@ def test_peer_training_side_by_side_end_to_end(tmp_path, capsys):
     pytest.importorskip("allegro")
     out = tmp_path / "peer.json"
     assert main(["bench", "train", "--peer", "--configs", "configs/train/allegro.yaml", *sum((["--set", s] for s in SMALL), []),
-                 "--minutes", "0.3", "--out", str(tmp_path / "runs"), "--json", str(out)]) == 0
+                 "--minutes", "1.5", "--out", str(tmp_path / "runs"), "--json", str(out)]) == 0
     assert "| test F MAE (meV/Å) |" in capsys.readouterr().out
     r = json.loads(out.read_text())
     for side in ("ours", "peer"):

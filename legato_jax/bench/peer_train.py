@@ -204,6 +204,10 @@ def run(config: str, sets: list[str], minutes: float, out: Path, sequential: boo
         if p.wait() != 0:
             raise ConfigError(f"bench train --peer: the {name} run failed (exit {p.returncode}); see {out / (name + '.log')}")
         walls[name] = time.perf_counter() - started
+    for name, done in (("ours", out / "ours" / "best.npz"), ("peer", out / "peer" / "best.ckpt")):
+        if not done.exists():
+            raise ConfigError(f"bench train --peer: the {name} run finished no epoch in {minutes:g} min; "
+                              f"give more --minutes (see {out / (name + '.log')})")
     ours, peer = _our_metrics(cfg, out / "ours"), _peer_metrics(out)
     for r, name in ((ours, "ours"), (peer, "peer")):
         r["wall_s"] = walls[name]
