@@ -1,7 +1,9 @@
 """Allegro (0.2.0 semantics) as a Flax module: edge vectors and species in, atomic energies out.
 
-Everything lives on edges (i -> j within r_max). Channels are an array axis: tensor features
-have shape (edges, channels, irreps.dim), and the tensor product is channel-wise ("uuu").
+Everything lives on edges (i -> j within r_max). Channels are the last array axis: tensor
+features have shape (edges, irreps.dim, channels), so that the channel-wise ("uuu") tensor product
+is elementwise over contiguous channels and the channel mixing is a matmul
+(`legato_jax/model/tensor_product.py`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ from legato_jax.model.config import AllegroConfig, ModelStats
 from legato_jax.model.irreps import layer_irreps, sh_irreps
 from legato_jax.model.mlp import ScalarMLP
 from legato_jax.model.radial import NormalizedBessel, polynomial_envelope
+from legato_jax.model.tensor_product import (
+    ChannelLinear,
+    channelwise_tensor_product,
+    scalar_order,
+    tensor_product_paths,
+)
 
 _RESNET_ALPHA = 0.5  # sigmoid(0): Allegro 0.2.0's fixed latent update ratio
 
@@ -72,22 +80,25 @@ class Allegro(nn.Module):
         for k, (args, outs) in enumerate(layer_irreps(cfg.l_max, cfg.parity, cfg.num_layers)):
             last = k == cfg.num_layers - 1
             n_env = 2 * C * n_l if k == 0 else C * n_l
-            env = ScalarMLP((n_env,), name=f"env_embed_{k}")(x) * mask
+            # columns read as (l, channel) instead of the parameters' (channel, l): (E, n_l, channels)
+            env_order = np.arange(n_env).reshape(-1, n_l).T.ravel()
+            env = ScalarMLP((n_env,), name=f"env_embed_{k}")(x, out_order=env_order) * mask
+            env = env.reshape(-1, n_l, n_env // n_l)
             if k == 0:
-                w_init, env = env[:, : C * n_l], env[:, C * n_l :]
-                V = e3nn.IrrepsArray(sh, w_init.reshape(-1, C, n_l)[:, :, l_of] * Y[:, None, :])
-            weights = env.reshape(-1, C, n_l)[:, :, l_of] * Y[:, None, :]
-            gamma = jax.ops.segment_sum(weights, receivers, n_nodes) * inv_sqrt_navg
-            gamma = e3nn.IrrepsArray(sh, gamma[receivers])
+                V = env[:, l_of, :C] * Y[:, :, None]
+                env = env[:, :, C:]
+            weights = env[:, l_of, :] * Y[:, :, None]  # (E, sh dim, C): channels last
+            gamma = (jax.ops.segment_sum(weights, receivers, n_nodes) * inv_sqrt_navg)[receivers]
 
-            tp = e3nn.tensor_product(V, gamma, filter_ir_out=list(outs), regroup_output=False)
-            scalars = tp.filter(keep="0e").array.reshape(tp.shape[0], -1)
-            update = ScalarMLP(cfg.latent_mlp, name=f"latent_{k}")(jnp.concatenate([x, scalars], axis=-1))
+            paths = tensor_product_paths(str(args), str(sh), str(outs))
+            tp = channelwise_tensor_product(V, gamma, paths)
+            latent_in = jnp.concatenate([x, tp[e3nn.Irrep("0e")][:, 0]], axis=-1)
+            latent_order = np.concatenate([np.arange(x.shape[-1]), x.shape[-1] + np.asarray(scalar_order(paths, C))])
+            update = ScalarMLP(cfg.latent_mlp, name=f"latent_{k}")(latent_in, in_order=latent_order)
             update = update * u[:, None] * mask
             x = a * x + b * update if cfg.latent_resnet else update
             if not last:
-                mixed = e3nn.flax.Linear(C * outs, name=f"linear_{k}")(tp.axis_to_mul())
-                V = mixed.mul_to_axis(C)
+                V = ChannelLinear(outs, C, name=f"linear_{k}")(paths, tp)
 
         edge_energy = ScalarMLP(cfg.edge_energy_mlp + (1,), activate_hidden=False, name="edge_energy")(x)[:, 0]
         edge_energy = jnp.where(edge_mask, edge_energy, 0.0)

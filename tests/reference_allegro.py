@@ -1,0 +1,98 @@
+"""Reference Allegro forward pass: the e3nn-jax formulation the package used before its
+channels-last kernel (`legato_jax/model/tensor_product.py`), kept to check that kernel against.
+
+Tensor features are (edges, channels, irreps.dim); the tensor product is `e3nn.tensor_product`
+and the channel mixing `e3nn.flax.Linear`, exactly as the model was trained with them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import e3nn_jax as e3nn
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from legato_jax.model.config import AllegroConfig, ModelStats
+from legato_jax.model.irreps import layer_irreps, sh_irreps
+from legato_jax.model.mlp import ScalarMLP
+from legato_jax.model.radial import NormalizedBessel, polynomial_envelope
+
+_RESNET_ALPHA = 0.5  # sigmoid(0): Allegro 0.2.0's fixed latent update ratio
+
+
+def safe_norm(v):
+    """|v| with a finite gradient at v = 0."""
+    sq = jnp.sum(v * v, axis=-1)
+    ok = sq > 0
+    return jnp.where(ok, jnp.sqrt(jnp.where(ok, sq, 1.0)), 0.0)
+
+
+def _per_l_index(irreps: e3nn.Irreps) -> np.ndarray:
+    """For each component of `irreps` (all mul 1), the index of its irrep."""
+    return np.concatenate([np.full(ir.dim, k) for k, (_, ir) in enumerate(irreps)])
+
+
+class Allegro(nn.Module):
+    """Atomic energies E_i = scale_t * sum_j E_ij / sqrt(N_avg) + shift_t (zero for padded atoms)."""
+
+    config: AllegroConfig
+    stats: ModelStats
+
+    @nn.compact
+    def __call__(self, vectors, species, senders, receivers, edge_mask, node_mask):
+        cfg = self.config
+        n_nodes = species.shape[0]
+        n_types = len(cfg.species)
+        C = cfg.num_channels
+        inv_sqrt_navg = 1.0 / math.sqrt(self.stats.avg_num_neighbors)
+
+        r = safe_norm(vectors)
+        in_range = edge_mask & (r < cfg.r_max)
+        u = polynomial_envelope(r, cfg.r_max, cfg.polynomial_p)
+
+        sh = sh_irreps(cfg.l_max, cfg.parity)
+        sh_in = e3nn.IrrepsArray("1e" if cfg.parity == "so3" else "1o", vectors)
+        Y = e3nn.spherical_harmonics(sh, sh_in, normalize=True, normalization="component").array
+        l_of = _per_l_index(sh)
+        n_l = len(sh)
+
+        # Two-body latent on (one-hot i, one-hot j, enveloped normalized Bessel).
+        onehot = jax.nn.one_hot(species, n_types, dtype=vectors.dtype)
+        basis = NormalizedBessel(cfg.r_max, cfg.num_bessel, cfg.bessel_trainable)(r) * u[:, None]
+        x_in = jnp.concatenate([onehot[receivers], onehot[senders], basis], axis=-1)
+        w0_mask = (u * in_range)[:, None]
+        x = w0_mask * ScalarMLP(cfg.two_body_mlp, name="two_body")(x_in)
+
+        mask = in_range.astype(x.dtype)[:, None]
+        a = 1.0 / math.sqrt(1.0 + _RESNET_ALPHA**2)
+        b = _RESNET_ALPHA / math.sqrt(1.0 + _RESNET_ALPHA**2)
+        V = None
+        for k, (args, outs) in enumerate(layer_irreps(cfg.l_max, cfg.parity, cfg.num_layers)):
+            last = k == cfg.num_layers - 1
+            n_env = 2 * C * n_l if k == 0 else C * n_l
+            env = ScalarMLP((n_env,), name=f"env_embed_{k}")(x) * mask
+            if k == 0:
+                w_init, env = env[:, : C * n_l], env[:, C * n_l :]
+                V = e3nn.IrrepsArray(sh, w_init.reshape(-1, C, n_l)[:, :, l_of] * Y[:, None, :])
+            weights = env.reshape(-1, C, n_l)[:, :, l_of] * Y[:, None, :]
+            gamma = jax.ops.segment_sum(weights, receivers, n_nodes) * inv_sqrt_navg
+            gamma = e3nn.IrrepsArray(sh, gamma[receivers])
+
+            tp = e3nn.tensor_product(V, gamma, filter_ir_out=list(outs), regroup_output=False)
+            scalars = tp.filter(keep="0e").array.reshape(tp.shape[0], -1)
+            update = ScalarMLP(cfg.latent_mlp, name=f"latent_{k}")(jnp.concatenate([x, scalars], axis=-1))
+            update = update * u[:, None] * mask
+            x = a * x + b * update if cfg.latent_resnet else update
+            if not last:
+                mixed = e3nn.flax.Linear(C * outs, name=f"linear_{k}")(tp.axis_to_mul())
+                V = mixed.mul_to_axis(C)
+
+        edge_energy = ScalarMLP(cfg.edge_energy_mlp + (1,), activate_hidden=False, name="edge_energy")(x)[:, 0]
+        edge_energy = jnp.where(edge_mask, edge_energy, 0.0)
+        atom = jax.ops.segment_sum(edge_energy, receivers, n_nodes) * inv_sqrt_navg
+        scale = jnp.asarray(self.stats.species_scale, x.dtype)[species]
+        shift = jnp.asarray(self.stats.species_shift, x.dtype)[species]
+        return jnp.where(node_mask, scale * atom + shift, 0.0)
