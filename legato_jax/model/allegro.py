@@ -37,9 +37,12 @@ def safe_norm(v):
     return jnp.where(ok, jnp.sqrt(jnp.where(ok, sq, 1.0)), 0.0)
 
 
-def _per_l_index(irreps: e3nn.Irreps) -> np.ndarray:
-    """For each component of `irreps` (all mul 1), the index of its irrep."""
-    return np.concatenate([np.full(ir.dim, k) for k, (_, ir) in enumerate(irreps)])
+def _per_component(per_l, irreps: e3nn.Irreps):
+    """(E, n_l, C) -> (E, irreps.dim, C): each irrep's row repeated over its 2l + 1 components."""
+    E, _, C = per_l.shape
+    return jnp.concatenate(
+        [jnp.broadcast_to(per_l[:, k : k + 1], (E, ir.dim, C)) for k, (_, ir) in enumerate(irreps)], axis=1
+    )
 
 
 class Allegro(nn.Module):
@@ -63,7 +66,6 @@ class Allegro(nn.Module):
         sh = sh_irreps(cfg.l_max, cfg.parity)
         sh_in = e3nn.IrrepsArray("1e" if cfg.parity == "so3" else "1o", vectors)
         Y = e3nn.spherical_harmonics(sh, sh_in, normalize=True, normalization="component").array
-        l_of = _per_l_index(sh)
         n_l = len(sh)
 
         # Two-body latent on (one-hot i, one-hot j, enveloped normalized Bessel).
@@ -85,10 +87,11 @@ class Allegro(nn.Module):
             env = ScalarMLP((n_env,), name=f"env_embed_{k}")(x, out_order=env_order) * mask
             env = env.reshape(-1, n_l, n_env // n_l)
             if k == 0:
-                V = env[:, l_of, :C] * Y[:, :, None]
+                V = _per_component(env[:, :, :C], sh) * Y[:, :, None]
                 env = env[:, :, C:]
-            weights = env[:, l_of, :] * Y[:, :, None]  # (E, sh dim, C): channels last
-            gamma = (jax.ops.segment_sum(weights, receivers, n_nodes) * inv_sqrt_navg)[receivers]
+            weights = _per_component(env, sh) * Y[:, :, None]  # (E, sh dim, C): channels last
+            gamma = jax.ops.segment_sum(weights.reshape(-1, sh.dim * C), receivers, n_nodes) * inv_sqrt_navg
+            gamma = gamma[receivers].reshape(-1, sh.dim, C)  # rows gathered whole: no transposes
 
             paths = tensor_product_paths(str(args), str(sh), str(outs))
             tp = channelwise_tensor_product(V, gamma, paths)

@@ -58,20 +58,50 @@ def output_blocks(paths: tuple[Path, ...]) -> tuple[tuple[e3nn.Irrep, tuple[int,
     return tuple((ir, tuple(ks)) for ir, ks in groups.items())
 
 
-def channelwise_tensor_product(a: jax.Array, b: jax.Array, paths: tuple[Path, ...]) -> dict:
-    """a (E, dim a, C) x b (E, dim b, C), channel by channel -> for each output irrep, its paths
-    side by side on the channel axis: {irrep: (E, irrep dim, paths * C)}, index path * C + channel."""
-    rows_a = [a[:, i] for i in range(a.shape[1])]
-    rows_b = [b[:, j] for j in range(b.shape[1])]
-
+def _products(a_rows: list, b_rows: list, paths: tuple[Path, ...]) -> dict:
     def component(terms):
-        return sum(c * (rows_a[i] * rows_b[j]) for i, j, c in terms)
+        return sum(c * (a_rows[i] * b_rows[j]) for i, j, c in terms)
 
     return {
         ir: jnp.stack([jnp.concatenate([component(paths[k].terms[m]) for k in ks], axis=-1) for m in range(ir.dim)],
                       axis=1)
         for ir, ks in output_blocks(paths)
     }
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def channelwise_tensor_product(a: jax.Array, b: jax.Array, paths: tuple[Path, ...]) -> dict:
+    """a (E, dim a, C) x b (E, dim b, C), channel by channel -> for each output irrep, its paths
+    side by side on the channel axis: {irrep: (E, irrep dim, paths * C)}, index path * C + channel.
+
+    Its gradient is written out (one stacked product per input) rather than left to autodiff,
+    whose sum of padded slices XLA evaluates for every slice at every element."""
+    return _products(list(jnp.unstack(a, axis=1)), list(jnp.unstack(b, axis=1)), paths)
+
+
+def _tp_fwd(a, b, paths):
+    return channelwise_tensor_product(a, b, paths), (a, b)
+
+
+def _tp_bwd(paths, res, g):
+    a, b = res
+    C = a.shape[-1]
+    a_rows, b_rows = jnp.unstack(a, axis=1), jnp.unstack(b, axis=1)
+    da = [[] for _ in a_rows]
+    db = [[] for _ in b_rows]
+    for ir, ks in output_blocks(paths):
+        for slot, k in enumerate(ks):
+            for m, terms in enumerate(paths[k].terms):
+                gk = g[ir][:, m, slot * C:(slot + 1) * C]
+                for i, j, c in terms:
+                    da[i].append(c * (gk * b_rows[j]))
+                    db[j].append(c * (gk * a_rows[i]))
+    zero = jnp.zeros_like(a_rows[0])
+    return (jnp.stack([sum(t) if t else zero for t in da], axis=1),
+            jnp.stack([sum(t) if t else zero for t in db], axis=1))
+
+
+channelwise_tensor_product.defvjp(_tp_fwd, _tp_bwd)
 
 
 def scalar_order(paths: tuple[Path, ...], channels: int) -> tuple[int, ...]:
