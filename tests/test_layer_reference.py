@@ -41,3 +41,31 @@ def test_kernel_equals_e3nn_formulation(l_max, parity):
         e_new, g_new = jax.jit(jax.value_and_grad(lambda v: energy(new, v)))(args[0])
         np.testing.assert_allclose(e_new, e_ref, rtol=1e-12)
         np.testing.assert_allclose(g_new, g_ref, rtol=0, atol=1e-12 * float(jnp.max(jnp.abs(g_ref))))
+
+
+def test_edge_blocks_equal_all_edges():
+    """`edge_block` (edges evaluated block by block, recomputed in the backward pass) changes
+    no number: energies, forces and the parameter gradient of a force loss, float64."""
+    from legato_jax.model.allegro import atomic_energies
+
+    cfg = AllegroConfig(species=("H", "N"), r_max=4.0, num_layers=2, l_max=2, parity="o3_full", num_channels=3,
+                        two_body_mlp=(8, 16), latent_mlp=(16,), edge_energy_mlp=(8,), dtype="float64")
+    stats = ModelStats(avg_num_neighbors=6.0, species_scale=(1.0, 2.0), species_shift=(0.1, -0.2))
+    with jax.enable_x64(True):
+        args = _graph(np.random.default_rng(7), e=70)
+        module = Allegro(cfg, stats)
+        params = module.init(jax.random.PRNGKey(2), *args)
+
+        def force_loss(p, block):
+            forces = jax.grad(lambda v: atomic_energies(module, p, v, *args[1:], edge_block=block).sum())(args[0])
+            return jnp.sum(forces**2), forces
+
+        (l_all, f_all), g_all = jax.jit(jax.value_and_grad(lambda p: force_loss(p, None), has_aux=True))(params)
+        (l_blk, f_blk), g_blk = jax.jit(jax.value_and_grad(lambda p: force_loss(p, 16), has_aux=True))(params)
+        e_all = atomic_energies(module, params, *args)
+        e_blk = atomic_energies(module, params, *args, edge_block=16)  # 70 edges: 5 blocks, the last padded
+        np.testing.assert_allclose(e_blk, e_all, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(f_blk, f_all, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(l_blk, l_all, rtol=1e-12)
+        for a, b in zip(jax.tree_util.tree_leaves(g_blk), jax.tree_util.tree_leaves(g_all)):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-11 * float(jnp.max(jnp.abs(b))) + 1e-14)

@@ -199,7 +199,6 @@ def model_energy(potential: Potential, params, species: np.ndarray, cell: np.nda
     species_pad = jnp.asarray(np.concatenate([np.asarray(species), [0]]), jnp.int32)
     node_mask = jnp.arange(n + 1) < n
     far = jnp.array([2.0 * r_max + 1.0, 0.0, 0.0], dtype)
-    module = potential.module
     volume = float(abs(np.linalg.det(cell)))
     radius = np.array([covalent_radii[atomic_numbers[s]] for s in potential.config.species])
     radius_pad = jnp.asarray(np.concatenate([radius[np.asarray(species)], [0.0]]), dtype)
@@ -230,7 +229,7 @@ def model_energy(potential: Potential, params, species: np.ndarray, cell: np.nda
             senders = jnp.where(mask, senders[index], n)
         vec = jnp.where(mask[:, None], vec @ (jnp.eye(3, dtype=R.dtype) + strain), far)
         with jax.default_matmul_precision("highest"):
-            atom = module.apply(params, vec, species_pad, senders, receivers, mask, node_mask)
+            atom = potential.atomic_energies(params, vec, species_pad, senders, receivers, mask, node_mask)
         return jnp.sum(atom)
 
     def energy_fn(R, neighbor, box=None, perturbation=None, **unused):

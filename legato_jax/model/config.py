@@ -32,6 +32,7 @@ class AllegroConfig:
     per_layer_cutoffs: tuple[float, ...] | None = None  # Allegro 0.2.0's option: refused until ported
     latent_resnet: bool = True
     dtype: str = "float32"
+    edge_block: int | None = None  # evaluate edges in blocks of this many (bounded memory, same numbers)
 
     def __post_init__(self) -> None:
         for name in ("species", "two_body_mlp", "latent_mlp", "edge_energy_mlp"):
@@ -73,6 +74,8 @@ class AllegroConfig:
                 "every layer then uses r_max")
         if self.dtype not in ("float32", "float64"):
             bad("dtype", "must be float32 or float64")
+        if self.edge_block is not None and self.edge_block < 1:
+            bad("edge_block", "must be a positive number of edges, or null for all edges at once")
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "model config") -> "AllegroConfig":

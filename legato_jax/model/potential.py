@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from legato_jax.data.graph import Graph
-from legato_jax.model.allegro import Allegro
+from legato_jax.model.allegro import Allegro, atomic_energies
 from legato_jax.model.config import AllegroConfig, ModelStats
 
 
@@ -41,6 +41,11 @@ class Potential:
         graph = self.cast(graph)
         return self.module.init(key, *self._inputs(graph, graph.positions, _zero_strain(graph)))
 
+    def atomic_energies(self, params, vectors, species, senders, receivers, edge_mask, node_mask):
+        """Per-atom energies from edge vectors (edges in blocks of `config.edge_block` if set)."""
+        return atomic_energies(self.module, params, vectors, species, senders, receivers, edge_mask, node_mask,
+                               edge_block=self.config.edge_block)
+
     def cast(self, graph: Graph) -> Graph:
         dt = self.dtype
         return graph._replace(
@@ -59,7 +64,7 @@ class Potential:
         """(energy per graph, energy per atom)."""
         graph = self.cast(graph)
         with jax.default_matmul_precision("highest"):
-            atom = self.module.apply(params, *self._inputs(graph, graph.positions, _zero_strain(graph)))
+            atom = self.atomic_energies(params, *self._inputs(graph, graph.positions, _zero_strain(graph)))
         return jax.ops.segment_sum(atom, graph.node_graph, graph.cell.shape[0]), atom
 
     def predict(self, params, graph: Graph) -> Prediction:
@@ -68,7 +73,7 @@ class Potential:
 
         def total(positions, strain):
             with jax.default_matmul_precision("highest"):
-                atom = self.module.apply(params, *self._inputs(graph, positions, strain))
+                atom = self.atomic_energies(params, *self._inputs(graph, positions, strain))
             per_graph = jax.ops.segment_sum(atom, graph.node_graph, graph.cell.shape[0])
             return per_graph.sum(), (per_graph, atom)
 

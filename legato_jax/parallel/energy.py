@@ -23,7 +23,6 @@ def domain_energy_fn(potential: Potential, params, backend: HaloBackend) -> Call
     """E(owned positions, lists, mask, strain=None): the model's energy of this domain's own atoms.
     Ghost positions come from the owners through the halo plan, so jax.grad returns the ghosts'
     forces to their owners; `strain` (3, 3) deforms every edge, for the stress."""
-    module = potential.module
     far_x = 2.0 * potential.config.r_max + 1.0
 
     def energy(positions, lists: Lists, mask, strain=None):
@@ -36,7 +35,7 @@ def domain_energy_fn(potential: Potential, params, backend: HaloBackend) -> Call
         node_mask = jnp.concatenate([lists.valid, jnp.array([False])])
         spec = jnp.concatenate([lists.species, jnp.zeros((1,), lists.species.dtype)])
         with jax.default_matmul_precision("highest"):
-            atom = module.apply(params, vec, spec, lists.senders, lists.receivers, lists.edge_mask, node_mask)
+            atom = potential.atomic_energies(params, vec, spec, lists.senders, lists.receivers, lists.edge_mask, node_mask)
         return jnp.sum(jnp.where(mask, atom[: positions.shape[0]], 0.0))
 
     return energy
