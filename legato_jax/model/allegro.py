@@ -66,6 +66,7 @@ class Allegro(nn.Module):
         cfg = self.config
         C, n_l = cfg.num_channels, cfg.l_max + 1
         plan = layer_irreps(cfg.l_max, cfg.parity, cfg.num_layers)
+        # attribute names are the parameter paths of saved models (the Bessel basis kept its auto name)
         self.NormalizedBessel_0 = NormalizedBessel(cfg.r_max, cfg.num_bessel, cfg.bessel_trainable)
         self.two_body = ScalarMLP(cfg.two_body_mlp)
         self.env_embed = [ScalarMLP(((2 if k == 0 else 1) * C * n_l,)) for k in range(cfg.num_layers)]
