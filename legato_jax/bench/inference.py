@@ -59,6 +59,10 @@ def bench_legato(atoms, config: AllegroConfig, repeats: int, profile: str | None
         call_s = median_time(lambda: compiled(params, graph), repeats)
     mem = compiled.memory_analysis()
     cost = compiled.cost_analysis()
+    if config.edge_block is not None:  # XLA counts a scan's body once: count the unblocked model's FLOPs
+        whole = Potential(dataclasses.replace(config, edge_block=None), pot.stats)
+        whole_ef = lambda p, g: (lambda out: (out.energy, out.forces))(whole.predict(p, g))
+        cost = jax.jit(whole_ef).lower(params, graph).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
     peak_bytes = None
