@@ -47,6 +47,7 @@ def _per_component(per_l, irreps: e3nn.Irreps):
 
 
 class _Geometry(NamedTuple):
+    r: jax.Array  # (E,) edge length
     u: jax.Array  # (E,) envelope
     mask: jax.Array  # (E, 1) 1 for real edges within r_max
     Y: jax.Array  # (E, sh dim) spherical harmonics
@@ -81,7 +82,7 @@ class Allegro(nn.Module):
         sh = sh_irreps(cfg.l_max, cfg.parity)
         Y = e3nn.spherical_harmonics(sh, sh_in, normalize=True, normalization="component").array
         mask = (edge_mask & (r < cfg.r_max)).astype(vectors.dtype)[:, None]
-        return _Geometry(polynomial_envelope(r, cfg.r_max, cfg.polynomial_p), mask, Y)
+        return _Geometry(r, polynomial_envelope(r, cfg.r_max, cfg.polynomial_p), mask, Y)
 
     def _gamma_weights(self, k: int, x, geo: _Geometry):
         """Layer k's environment embedding (E, sh dim, C) (channels last), and at k = 0 the
@@ -103,8 +104,7 @@ class Allegro(nn.Module):
         cfg = self.config
         geo = self.geometry(vectors, edge_mask)
         n_types = len(cfg.species)
-        r = safe_norm(vectors)
-        basis = self.NormalizedBessel_0(r) * geo.u[:, None]
+        basis = self.NormalizedBessel_0(geo.r) * geo.u[:, None]
         onehot = jax.nn.one_hot
         x_in = jnp.concatenate([onehot(species_receiver, n_types, dtype=vectors.dtype),
                                 onehot(species_sender, n_types, dtype=vectors.dtype), basis], axis=-1)
