@@ -21,7 +21,7 @@ def test_training_benchmark_rows(tmp_path, capsys):
     for w in r["rows"]:
         assert w["adam"]["step_s"] > 0 and w["sam"]["step_s"] > 0 and w["adam"]["gflop"] > 0
         assert w["sam"]["gflop"] > w["adam"]["gflop"]  # a second gradient per step
-        assert all(v > -1e-3 for v in w["parts"].values()) and w["parts"]["forward_s"] > 0
+        assert all(v > 0 for v in w["parts"].values())  # the parts' differences are noise at this size
 
 
 SMALL = ["data=tests/data/ammonia-small.extxyz", "split=tests/data/ammonia-small.split.json",
