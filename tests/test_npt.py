@@ -93,7 +93,7 @@ def test_a_shrinking_box_rebuilds_its_list(tmp_path):
     # 50 kbar squeezes the box by 10 % in 100 fs; a missed pair would stop the run with status 3.
     # (Atoms' own motion rebuilds this list often enough that it passes without the box rule too.)
     log = tmp_path / "npt.csv"
-    assert cli(["md", "--model", str(TINY), "--ammonia", "128", "--ensemble", "npt", "--pressure", "50000", "--skin", "0.3",
+    assert cli(["md", "--model", str(TINY), "--ammonia", "64", "--ensemble", "npt", "--pressure", "50000", "--skin", "0.3",
                 "--temperature", "200", "--dt", "1", "--steps", "100", "--barostat-tau", "200", "--log", str(log),
                 "--no-progress"]) == 0
     import csv
@@ -106,7 +106,7 @@ def test_npt_refusals(capsys):
     base = ["md", "--model", str(TINY), "--temperature", "200", "--dt", "1", "--steps", "10", "--no-progress"]
     assert cli(base + ["--ammonia", "16", "--ensemble", "npt", "--pressure", "1"]) == 2
     assert "NPT needs every cell width" in capsys.readouterr().err
-    assert cli(base + ["--ammonia", "128", "--ensemble", "npt"]) == 2
+    assert cli(base + ["--ammonia", "64", "--ensemble", "npt"]) == 2
     assert "--pressure BAR goes with --ensemble npt" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="--pressure"):
         Stage("nose-hoover", 10, 1.0, 200.0, pressure_bar=1.0)

@@ -143,10 +143,10 @@ STAGES = (Stage("nose-hoover", 100, 1.0, 200.0, 50.0), Stage("nve", 100, 1.0))
 
 @pytest.fixture(scope="module")
 def md_reference():
-    """100 Nose-Hoover + 100 NVE single-domain steps of a 1,728-atom box on jax-md (float64, m_H
+    """100 Nose-Hoover + 100 NVE single-domain steps of a 512-atom box on jax-md (float64, m_H
     2.014), with positions and momenta after each 100-step chunk."""
     pot, params, _ = load_model(TINY)
-    atoms = read(AMMONIA_CELL).repeat((3, 3, 3))
+    atoms = read(AMMONIA_CELL).repeat((2, 2, 2))
     cfg = MDConfig(STAGES, 200.0, hydrogen_mass=2.014, skin=SKIN, chunk_steps=100, precision="float64")
     seen = []
     result = run_md(pot, params, atoms, cfg, progress=False,
@@ -211,3 +211,21 @@ def test_legato_md_with_domains_on_host_devices(capsys, tmp_path):
     assert "use at most 4 domains along that axis" in capsys.readouterr().err
     assert main(args + ["--domains", "0", "1", "1"]) == 2
     assert "--domains: must be a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_domains_evaluate_only_pairs_within_r_max_and_regrow_a_full_exact_edge_buffer(reference):
+    """MD on domains packs each step's pairs within r_max into the exact-edge buffer, as one
+    domain does: a buffer too small for them overflows, grows and re-runs the chunk, and the run
+    still equals the single-domain one (float64)."""
+    pot, params, atoms, *_ = reference
+    cfg = MDConfig((Stage("nve", 40, 1.0),), 200.0, hydrogen_mass=2.014, skin=SKIN, chunk_steps=20,
+                   precision="float64")
+    grid = DomainGrid.for_cell((2, 1, 1), atoms.cell.array, pot.config.r_max + SKIN)
+    caps = estimate_capacities(grid, len(atoms), pot.config.r_max, positions=np.mod(atoms.positions, grid.box))
+    assert caps.model_edges < 0.75 * caps.edges  # r_max 3.5 of 4.0 Å, 5 % spare against 25 %
+    tight = dataclasses.replace(caps, model_edges=int(0.8 * caps.model_edges))
+    single = run_md(pot, params, atoms, cfg, progress=False)
+    run = run_md_decomposed(pot, params, atoms, cfg, (2, 1, 1), capacities=tight)
+    assert run.summary["nl_reallocations"] == 1 and run.summary["capacities"]["model_edges"] > caps.model_edges
+    assert _close_positions(run.atoms.positions, single.atoms.positions, np.diag(atoms.cell.array)) < 1e-10
+    np.testing.assert_allclose(run.thermo.column("potential_eV"), single.thermo.column("potential_eV"), rtol=1e-12)

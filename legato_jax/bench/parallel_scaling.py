@@ -56,7 +56,7 @@ def measure(potential, params, n_per_domain: int, shape, comm=None, steps: int =
     p = np.asarray(initial_momenta(jax.random.PRNGKey(0), jnp.asarray(m, dtype), 200.0))
     caps = estimate_capacities(grid, n, potential.config.r_max, positions=np.mod(atoms.positions, grid.box))
     rows = layout.local(initial_rows(grid, atoms.positions, p, m, species, caps.owned, dtype))
-    energy = domain_energy_fn(potential, params, backend)
+    energy = domain_energy_fn(potential, params, backend, caps.model_edges)  # as in MD: the exact-edge buffer
 
     def lists_of(r: Rows):
         return build_lists(backend, grid, caps, cutoff, r.position, r.species, r.mask)
@@ -67,7 +67,7 @@ def measure(potential, params, n_per_domain: int, shape, comm=None, steps: int =
         return lists_of(r._replace(position=moved["position"], species=moved["species"], mask=mask)).senders
 
     def force(r: Rows, lists):
-        return jax.grad(energy)(r.position, lists, r.mask)
+        return jax.grad(energy, has_aux=True)(r.position, lists, r.mask)[0]
 
     def halo(r: Rows, lists):
         X, back = jax.vjp(lambda x: forward(backend, x, lists.plan), r.position)
@@ -82,7 +82,7 @@ def measure(potential, params, n_per_domain: int, shape, comm=None, steps: int =
         return md.position + backend.sum(moved)  # the skin check's all-reduce, as every step
 
     def thermo(r: Rows, lists):
-        return jax.grad(energy, argnums=3)(r.position, lists, r.mask, jnp.zeros((3, 3), r.position.dtype))
+        return jax.grad(energy, argnums=3, has_aux=True)(r.position, lists, r.mask, jnp.zeros((3, 3), r.position.dtype))[0]
 
     def ghosts(r: Rows, lists):
         return backend.sum(jnp.stack([jnp.sum(lists.valid) - jnp.sum(r.mask), jnp.sum(r.mask)]))

@@ -61,7 +61,7 @@ def build_config(args) -> "TTFConfig":
 
 def main(args) -> int:
     from legato_jax.cli.md import model_name
-    from legato_jax.experiments.ttf import format_table, run_ttf
+    from legato_jax.experiments.ttf import compare_models, format_table, run_ttf
     from legato_jax.model.io import resolve_model
 
     from legato_jax.outputs import writable
@@ -78,7 +78,7 @@ def main(args) -> int:
         potential, params, _ = resolve_model(path)
         models[name] = (potential, params)
     result = run_ttf(models, cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
-    emit(args, result, format_table(result))
+    emit(args, result, "\n".join(filter(None, [format_table(result), compare_models(result)])))
     if args.plot:
         from legato_jax.experiments.plots import plot_ttf
 

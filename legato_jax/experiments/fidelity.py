@@ -81,3 +81,106 @@ def fit_beta(sizes, times, failed, n_boot: int = 500, confidence: float = 0.95, 
     lo, hi = np.quantile(boot, [q, 1 - q]) if boot else (np.nan, np.nan)
     return FidelityFit(float(beta), (float(lo), float(hi)), float(a), float(np.exp(log_sigma)),
                       int(failed.sum()), int((~failed).sum()))
+
+
+@dataclass(frozen=True)
+class BetaDifference:
+    """beta_a - beta_b of two models' fits, with a bootstrap interval and a likelihood-ratio test
+    of one shared beta (each model keeping its own prefactor and sigma)."""
+
+    beta_a: float
+    beta_b: float
+    difference: float
+    difference_ci: tuple[float, float]
+    lr_statistic: float
+    p_value: float  # chi^2 with one degree of freedom
+    paired: bool  # replicas resampled by index in both models (equal replica counts per size)
+    method: str = ("log-normal AFT fits with right censoring; percentile bootstrap of the difference over replicas "
+                   "within each size; likelihood-ratio test of a shared beta (chi^2, 1 dof)")
+
+
+def _arrays(data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    sizes, times, failed = (np.asarray(x) for x in data)
+    return np.log(sizes.astype(float)), np.log(times.astype(float)), failed.astype(bool)
+
+
+def _shared_beta_nll(theta, a_data, b_data):
+    """-log L of two models with their own (a, log sigma) and one beta: theta = (a_a, a_b, beta,
+    log sigma_a, log sigma_b)."""
+    a_a, a_b, beta, ls_a, ls_b = theta
+    f_a, g_a = _neg_log_likelihood((a_a, beta, ls_a), *a_data)
+    f_b, g_b = _neg_log_likelihood((a_b, beta, ls_b), *b_data)
+    return f_a + f_b, np.array([g_a[0], g_b[0], g_a[1] + g_b[1], g_a[2], g_b[2]])
+
+
+def _lr_statistic(a_data, b_data, theta_a, theta_b) -> float:
+    """2 (log L of separate betas - log L of a shared one), >= 0."""
+    full = _neg_log_likelihood(theta_a, *a_data)[0] + _neg_log_likelihood(theta_b, *b_data)[0]
+    start = np.array([theta_a[0], theta_b[0], 0.5 * (theta_a[1] + theta_b[1]), theta_a[2], theta_b[2]])
+    bounds = [(None, None)] * 3 + [tuple(np.log(SIGMA_BOUNDS))] * 2
+    res = optimize.minimize(_shared_beta_nll, start, args=(a_data, b_data), jac=True, method="L-BFGS-B",
+                            bounds=bounds, options={"maxiter": 2000, "gtol": 1e-9})
+    return float(max(0.0, 2.0 * (res.fun - full)))
+
+
+def compare_betas(a, b, n_boot: int = 500, confidence: float = 0.95, seed: int = 0) -> BetaDifference:
+    """beta_a - beta_b for two models' replicas, each given as (sizes, times, failed) as in
+    `fit_beta`. The bootstrap resamples replicas within each size; where both models have the same
+    replica count at every size (replica k of both starting from the same velocities), one draw of
+    indices serves both, keeping the pairs together."""
+    a_data, b_data = _arrays(a), _arrays(b)
+    for d in (a_data, b_data):
+        if len(np.unique(d[0])) < 2 or not d[2].any():
+            raise ValueError("each model needs at least two sizes and one failure")
+    theta_a, theta_b = _mle(*a_data), _mle(*b_data)
+    statistic = _lr_statistic(a_data, b_data, theta_a, theta_b)
+    groups_a = [np.flatnonzero(a_data[0] == s) for s in np.unique(a_data[0])]
+    groups_b = [np.flatnonzero(b_data[0] == s) for s in np.unique(b_data[0])]
+    paired = len(groups_a) == len(groups_b) and all(
+        len(ga) == len(gb) and a_data[0][ga[0]] == b_data[0][gb[0]] for ga, gb in zip(groups_a, groups_b))
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(n_boot):
+        draw_a = [rng.integers(0, len(g), len(g)) for g in groups_a]
+        draw_b = draw_a if paired else [rng.integers(0, len(g), len(g)) for g in groups_b]
+        ia = np.concatenate([g[k] for g, k in zip(groups_a, draw_a)])
+        ib = np.concatenate([g[k] for g, k in zip(groups_b, draw_b)])
+        if a_data[2][ia].any() and b_data[2][ib].any():
+            beta_a = _mle(*(x[ia] for x in a_data), start=theta_a)[1]
+            beta_b = _mle(*(x[ib] for x in b_data), start=theta_b)[1]
+            boot.append(beta_a - beta_b)
+    q = (1 - confidence) / 2
+    lo, hi = np.quantile(boot, [q, 1 - q]) if boot else (np.nan, np.nan)
+    return BetaDifference(float(theta_a[1]), float(theta_b[1]), float(theta_a[1] - theta_b[1]), (float(lo), float(hi)),
+                          statistic, float(stats.chi2.sf(statistic, 1)), paired)
+
+
+def replicas_to_resolve(sizes, sigma_a: float, sigma_b: float, difference: float = 0.15, alpha: float = 0.05,
+                        power: float = 0.8) -> int:
+    """Replicas per size and model for a two-sided test at level `alpha` to detect a beta
+    difference of `difference` with probability `power`, every replica failing (censoring only adds
+    to it): the least-squares variance of a slope, sigma^2 / (R sum (log N - mean)^2), per model."""
+    log_n = np.log(np.unique(np.asarray(sizes, float)))
+    spread = np.sum((log_n - log_n.mean()) ** 2)
+    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+    return int(np.ceil(z**2 * (sigma_a**2 + sigma_b**2) / (difference**2 * spread)))
+
+
+def simulated_power(sizes, replicas: int, beta_a: float, beta_b: float, sigma_a: float, sigma_b: float,
+                    limit: float = np.inf, log_prefactor: float = 0.0, trials: int = 200, alpha: float = 0.05,
+                    seed: int = 0) -> float:
+    """The fraction of simulated experiments (log-normal times, censored at `limit`) in which the
+    likelihood-ratio test rejects a shared beta at level `alpha`: the power with censoring."""
+    rng = np.random.default_rng(seed)
+    n = np.repeat(np.asarray(sizes, float), replicas)
+    hits = 0
+    for _ in range(trials):
+        data = []
+        for beta, sigma in ((beta_a, sigma_a), (beta_b, sigma_b)):
+            t = np.exp(log_prefactor - beta * np.log(n) + sigma * rng.standard_normal(len(n)))
+            data.append((np.log(n), np.log(np.minimum(t, limit)), t < limit))
+        if not (data[0][2].any() and data[1][2].any()):
+            continue
+        statistic = _lr_statistic(data[0], data[1], _mle(*data[0]), _mle(*data[1]))
+        hits += stats.chi2.sf(statistic, 1) < alpha
+    return hits / trials

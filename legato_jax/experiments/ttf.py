@@ -17,7 +17,7 @@ from legato_jax.data.graph import TypeMap
 from legato_jax.errors import ConfigError
 from legato_jax.experiments.failure import CRITERIA, FailureCriteria
 from legato_jax.experiments.replicas import ReplicaResult, run_replicas
-from legato_jax.experiments.fidelity import fit_beta
+from legato_jax.experiments.fidelity import compare_betas, fit_beta
 from legato_jax.md.energy import model_energy
 from legato_jax.md.integrate import Stage
 from legato_jax.md.run import with_precision
@@ -114,20 +114,42 @@ def run_size(potential: Potential, params, n_atoms: int, cfg: TTFConfig, on_chun
                             every=cfg.every, chunk_steps=cfg.chunk_steps, on_chunk=on_chunk)
 
 
+def replica_data(sizes: dict, criterion: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sizes, times in ps, failed) of every replica of one model under one criterion."""
+    n = np.concatenate([[int(size)] * len(res[criterion]["time_ps"]) for size, res in sizes.items()])
+    t = np.concatenate([res[criterion]["time_ps"] for res in sizes.values()])
+    f = np.concatenate([res[criterion]["failed"] for res in sizes.values()]).astype(bool)
+    return n, t, f
+
+
 def fit_model(sizes: dict, criteria: Sequence[str]) -> dict:
     """beta per criterion from one model's per-size summaries (None with a reason when not identifiable)."""
     out = {}
     for c in criteria:
-        n = np.concatenate([[int(size)] * len(res[c]["time_ps"]) for size, res in sizes.items()])
-        t = np.concatenate([res[c]["time_ps"] for res in sizes.values()])
-        f = np.concatenate([res[c]["failed"] for res in sizes.values()]).astype(bool)
         try:
-            fit = fit_beta(n, t, f)
+            fit = fit_beta(*replica_data(sizes, c))
         except ValueError as exc:
             out[c] = {"beta": None, "reason": str(exc)}
             continue
         out[c] = {"beta": fit.beta, "beta_ci": list(fit.beta_ci), "log_prefactor": fit.log_prefactor, "sigma": fit.sigma, "n_failed": fit.n_failed,
                   "n_censored": fit.n_censored, "method": fit.method}
+    return out
+
+
+def beta_differences(models: dict, criteria: Sequence[str]) -> dict:
+    """For each model after the first, per criterion: beta_first - beta_model with its bootstrap
+    interval and the likelihood-ratio test of a shared beta (None with a reason when not identifiable)."""
+    names = list(models)
+    out = {}
+    for other in names[1:]:
+        out[other] = {}
+        for c in criteria:
+            try:
+                d = compare_betas(replica_data(models[names[0]]["sizes"], c), replica_data(models[other]["sizes"], c))
+            except ValueError as exc:
+                out[other][c] = {"difference": None, "reason": str(exc)}
+                continue
+            out[other][c] = dataclasses.asdict(d) | {"of": f"{names[0]} - {other}"}
     return out
 
 
@@ -148,6 +170,7 @@ def run_ttf(models: dict[str, tuple[Potential, object]], cfg: TTFConfig, log: Ca
             sizes[str(n)] = {c: summarize(*res.times(c)) for c in cfg.criteria}
             cost[str(n)] = {"wall_s": res.wall_s, "nl_reallocations": res.reallocations, "compiles": res.compiles}
         out["models"][name] = {"sizes": sizes, "beta": fit_model(sizes, cfg.criteria), "cost": cost}
+    out["beta_differences"] = beta_differences(out["models"], cfg.criteria)
     return out
 
 
@@ -195,7 +218,7 @@ def compare_models(result: dict) -> str:
     for other in names[1:]:
         m = result["models"][other]
         lines.append(f"{other} vs {names[0]}: ratio of median times to failure (> 1: {other} lasts longer); "
-                     f"'*' where the 95% intervals do not overlap")
+                     f"'*' where the 95% intervals do not overlap; the beta difference with its 95% bootstrap interval")
         for c in result["protocol"]["criteria"]:
             parts = []
             for n in m["sizes"]:
@@ -203,11 +226,11 @@ def compare_models(result: dict) -> str:
                 star = "*" if _separate(a["median_ci_ps"], b["median_ci_ps"]) else ""
                 star += "" if a["median_exact"] and b["median_exact"] else " (censored)"
                 parts.append(f"{n}: {b['median_ps'] / a['median_ps']:.2f}{star}")
-            ba, bb = base["beta"][c], m["beta"][c]
-            beta = "beta n/a"
-            if ba["beta"] is not None and bb["beta"] is not None:
-                star = "*" if _separate(ba["beta_ci"], bb["beta_ci"]) else ""
-                beta = f"beta {bb['beta']:.2f} vs {ba['beta']:.2f}{star}"
+            d = result.get("beta_differences", {}).get(other, {}).get(c)
+            beta = "beta difference n/a"
+            if d is not None and d["difference"] is not None:
+                beta = (f"beta {names[0]} - {other} = {d['difference']:.2f} [{d['difference_ci'][0]:.2f}, "
+                        f"{d['difference_ci'][1]:.2f}], shared-beta LR test p = {d['p_value']:.3g}")
             lines.append(f"  {c:<14}" + ", ".join(parts) + f"; {beta}")
     return "\n".join(lines)
 

@@ -13,30 +13,41 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from legato_jax.errors import ConfigError
+from legato_jax.md.energy import compact_edges
 from legato_jax.model.potential import Potential
 from legato_jax.parallel.domains import Decomposed, DomainGrid
 from legato_jax.parallel.halo import AXES, HaloBackend, MeshBackend, MPIBackend, forward
 from legato_jax.parallel.lists import Capacities, Lists, build_lists
 
 
-def domain_energy_fn(potential: Potential, params, backend: HaloBackend) -> Callable:
-    """E(owned positions, lists, mask, strain=None): the model's energy of this domain's own atoms.
-    Ghost positions come from the owners through the halo plan, so jax.grad returns the ghosts'
-    forces to their owners; `strain` (3, 3) deforms every edge, for the stress."""
-    far_x = 2.0 * potential.config.r_max + 1.0
+def domain_energy_fn(potential: Potential, params, backend: HaloBackend, model_edges: int | None = None) -> Callable:
+    """E(owned positions, lists, mask, strain=None) -> (the model's energy of this domain's own
+    atoms, edge overflow). Ghost positions come from the owners through the halo plan, so jax.grad
+    (has_aux) returns the ghosts' forces to their owners; `strain` (3, 3) deforms every edge, for
+    the stress. With `model_edges`, the list's pairs within r_max are packed into that many slots
+    first (the exact-edge buffer, as in single-domain MD); more pairs than slots set the overflow."""
+    r_max = potential.config.r_max
+    far_x = 2.0 * r_max + 1.0
 
     def energy(positions, lists: Lists, mask, strain=None):
         X = forward(backend, positions, lists.plan)
         X_pad = jnp.concatenate([X, jnp.zeros((1, 3), X.dtype)])
-        vec = X_pad[lists.senders] - X_pad[lists.receivers]
+        senders, receivers, edge_mask = lists.senders, lists.receivers, lists.edge_mask
+        vec = X_pad[senders] - X_pad[receivers]
+        overflow = jnp.array(False)
+        if model_edges is not None and model_edges < senders.shape[0]:
+            index, edge_mask, count = compact_edges(vec, edge_mask, r_max, model_edges)
+            vec = vec[index]
+            senders, receivers = (jnp.where(edge_mask, a[index], X.shape[0]) for a in (senders, receivers))
+            overflow = count > model_edges
         if strain is not None:
             vec = vec @ (jnp.eye(3, dtype=X.dtype) + strain)
-        vec = jnp.where(lists.edge_mask[:, None], vec, jnp.asarray([far_x, 0.0, 0.0], X.dtype))
+        vec = jnp.where(edge_mask[:, None], vec, jnp.asarray([far_x, 0.0, 0.0], X.dtype))
         node_mask = jnp.concatenate([lists.valid, jnp.array([False])])
         spec = jnp.concatenate([lists.species, jnp.zeros((1,), lists.species.dtype)])
         with jax.default_matmul_precision("highest"):
-            atom = potential.atomic_energies(params, vec, spec, lists.senders, lists.receivers, lists.edge_mask, node_mask)
-        return jnp.sum(jnp.where(mask, atom[: positions.shape[0]], 0.0))
+            atom = potential.atomic_energies(params, vec, spec, senders, receivers, edge_mask, node_mask)
+        return jnp.sum(jnp.where(mask, atom[: positions.shape[0]], 0.0)), overflow
 
     return energy
 
@@ -50,7 +61,7 @@ def domain_energy_forces(potential: Potential, params, grid: DomainGrid, caps: C
 
     def energy_forces(positions, species, mask):
         lists = build_lists(backend, grid, caps, r_max, positions, species, mask)
-        e, grad = jax.value_and_grad(energy)(positions, lists, mask)
+        (e, _), grad = jax.value_and_grad(energy, has_aux=True)(positions, lists, mask)
         return backend.sum(e), -grad, backend.sum(lists.overflow.astype(jnp.int32)) > 0
 
     return energy_forces

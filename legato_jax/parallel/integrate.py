@@ -86,33 +86,45 @@ def make_domain_chunk(potential: Potential, params, grid: DomainGrid, caps: Capa
     `every` steps of which the first `n_active` run. Lists are built at the chunk's start;
     `heartbeat` is called on the host after every block (a watchdog's sign of progress)."""
     check_ensemble(stage)
-    energy = domain_energy_fn(potential, params, backend)
+    energy = domain_energy_fn(potential, params, backend, caps.model_edges)
     cutoff = potential.config.r_max + skin
     dt, kT, dof = f32(stage.dt_fs * FS), KB * stage.temperature_K, 3 * n_atoms
     _, shift = space.free()
 
-    def force(R, lists, mask, **unused):
-        return -jax.grad(energy)(R, lists, mask)
+    def force(R, lists, mask):
+        """Forces and the exact-edge buffer's overflow."""
+        grad, overflow = jax.grad(energy, has_aux=True)(R, lists, mask)
+        return -grad, overflow
 
     def local_kinetic(md):
         return 0.5 * jnp.sum(md.momentum**2 / md.mass)
 
+    def verlet(md, lists, mask):
+        """jax-md's velocity Verlet (simulate.velocity_verlet) from its own steps, so that the
+        force call's overflow flag comes out with the state."""
+        md = simulate.momentum_step(md, f32(dt / 2))
+        md = simulate.position_step(md, shift, dt)
+        f, overflow = force(md.position, lists, mask)
+        return simulate.momentum_step(md.set(force=f), f32(dt / 2)), overflow
+
     if stage.ensemble == "nve":
-        _, apply_md = simulate.nve(force, shift, dt)
+        apply_md = verlet
     else:
         chain_fns = thermostat(stage)
 
-        def apply_md(md, **kw):
+        def apply_md(md, lists, mask):
             chain = chain_fns.update_mass(md.chain, kT)
             p, chain = chain_fns.half_step(md.momentum, chain, kT)
-            md = simulate.velocity_verlet(force, shift, dt, md.set(momentum=p), **kw)
+            md, overflow = verlet(md.set(momentum=p), lists, mask)
             chain = chain.set(kinetic_energy=backend.sum(local_kinetic(md)))
             p, chain = chain_fns.half_step(md.momentum, chain, kT)
-            return md.set(momentum=p, chain=chain)
+            return md.set(momentum=p, chain=chain), overflow
 
     def start(rows: Rows, chain) -> DomainState:
         lists = build_lists(backend, grid, caps, cutoff, rows.position, rows.species, rows.mask)
-        args = (rows.position, rows.momentum, force(rows.position, lists, rows.mask), rows.mass[:, None])
+        f, overflow = force(rows.position, lists, rows.mask)
+        lists = lists._replace(overflow=lists.overflow | overflow)
+        args = (rows.position, rows.momentum, f, rows.mass[:, None])
         md = simulate.NVEState(*args) if chain is None else simulate.NVTNoseHooverState(*args, chain)
         return DomainState(md, rows.species, rows.ids, rows.mask, lists)
 
@@ -133,13 +145,14 @@ def make_domain_chunk(potential: Potential, params, grid: DomainGrid, caps: Capa
         moved = jnp.max(jnp.where(state.mask, jnp.sum((md.position - state.lists.reference) ** 2, -1), 0.0))
         need = backend.sum((moved > (0.5 * skin) ** 2).astype(jnp.int32)) > 0
         state = lax.cond(need, rebuild, lambda s: s, state)
-        state = state._replace(md=apply_md(state.md, lists=state.lists, mask=state.mask))
-        return state, rebuilds + need.astype(jnp.int32)
+        md, overflow = apply_md(state.md, state.lists, state.mask)
+        lists = state.lists._replace(overflow=state.lists.overflow | overflow)
+        return state._replace(md=md, lists=lists), rebuilds + need.astype(jnp.int32)
 
     def observe(state: DomainState, rebuilds) -> DomainObservation:
         md = state.md
         zero = backend.per_domain(jnp.zeros((3, 3), md.position.dtype))
-        pe, d_strain = jax.value_and_grad(energy, argnums=3)(md.position, state.lists, state.mask, zero)
+        (pe, _), d_strain = jax.value_and_grad(energy, argnums=3, has_aux=True)(md.position, state.lists, state.mask, zero)
         pe, d_strain, ke = backend.sum(pe), backend.sum(d_strain), backend.sum(local_kinetic(md))
         stress = 0.5 * (d_strain + d_strain.T) / float(grid.box[0] * grid.box[1] * grid.box[2])
         conserved = pe + ke if stage.ensemble == "nve" else nose_hoover_invariant(pe, ke, md.chain, kT, dof)

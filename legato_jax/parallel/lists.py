@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from legato_jax.md.bitmask import compact_set, count_set, pack_mask
+from legato_jax.md.energy import EDGE_MARGIN, EDGE_SLACK
 from legato_jax.parallel.domains import DomainGrid
 from legato_jax.parallel.halo import HaloBackend, HaloPlan, exchange, face_capacities
 
@@ -30,13 +31,14 @@ class Capacities:
     owned: int  # atom slots per domain
     faces: tuple[int, int, int]  # ghosts per face and stage
     migrate: int  # atoms leaving through one face at one rebuild
-    edges: int  # edges centred on owned atoms
+    edges: int  # edges centred on owned atoms (the list's cutoff)
     per_bin: int  # rows (owned or ghost) in one search bin
+    model_edges: int  # MD: the exact-edge buffer, the list's pairs within r_max the model evaluates
 
     def grown(self, factor: float = 1.5) -> "Capacities":
         up = lambda n: int(np.ceil(factor * n))  # noqa: E731
         return Capacities(up(self.owned), tuple(up(f) for f in self.faces), up(self.migrate), up(self.edges),
-                          _round_bin(up(self.per_bin)))
+                          _round_bin(up(self.per_bin)), up(self.model_edges))
 
 
 def _round_bin(n: int) -> int:
@@ -50,7 +52,8 @@ def estimate_capacities(grid: DomainGrid, n_atoms: int, r_max: float, slack: flo
                         positions: np.ndarray | None = None) -> Capacities:
     """Capacities from the density (with `slack` headroom); given the starting `positions`, the
     edge buffer is sized as jax-md sizes its list instead: 1.25 x the most edges (within r_max +
-    skin) any domain's atoms have there. Every padded edge costs a full model evaluation."""
+    skin) any domain's atoms have there, and the exact-edge buffer as single-domain MD sizes it:
+    1.05 x the most pairs within r_max, plus 16. Every padded edge costs a full model evaluation."""
     density = n_atoms / float(np.prod(grid.box))
     owned = int(np.ceil(slack * n_atoms / grid.size)) + 8
     w, h = grid.width, grid.halo
@@ -60,19 +63,20 @@ def estimate_capacities(grid: DomainGrid, n_atoms: int, r_max: float, slack: flo
     bin_volume = max(np.prod(SearchBins(grid, c).width) for c in (r_max, h))  # energy and MD cutoffs
     per_bin = _round_bin(int(np.ceil(slack * density * bin_volume)) + 8)
     if positions is None:
-        edges = int(np.ceil(slack * density * 4 / 3 * np.pi * h**3 * n_atoms / grid.size)) + 64
+        sphere = lambda r: slack * density * 4 / 3 * np.pi * r**3 * n_atoms / grid.size  # noqa: E731
+        edges, model_edges = int(np.ceil(sphere(h))) + 64, int(np.ceil(sphere(r_max))) + EDGE_SLACK
     else:
-        edges = int(np.ceil(EDGE_MULTIPLIER * most_edges(grid, positions))) + 64
-    return Capacities(owned, faces, migrate, edges, per_bin)
+        edges = int(np.ceil(EDGE_MULTIPLIER * most_edges(grid, positions, h))) + 64
+        model_edges = int(np.ceil(EDGE_MARGIN * most_edges(grid, positions, r_max))) + EDGE_SLACK
+    return Capacities(owned, faces, migrate, edges, per_bin, model_edges)
 
 
-def most_edges(grid: DomainGrid, positions: np.ndarray) -> int:
-    """The largest number of edges within the ghost-layer width (r_max + skin) centred on one
-    domain's atoms (host, vesin)."""
+def most_edges(grid: DomainGrid, positions: np.ndarray, cutoff: float) -> int:
+    """The largest number of edges within `cutoff` centred on one domain's atoms (host, vesin)."""
     from legato_jax.data.neighbors import neighbor_list
 
     positions = np.asarray(positions, np.float64)
-    centres = neighbor_list(positions, np.diag(grid.box), True, grid.halo)[0]
+    centres = neighbor_list(positions, np.diag(grid.box), True, cutoff)[0]
     return int(np.bincount(grid.owner(positions)[centres], minlength=grid.size).max())
 
 
