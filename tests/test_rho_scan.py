@@ -1,14 +1,14 @@
-"""scripts/rho_scan.py end to end on tiny settings: two SAM radii trained, measured and run to
+"""`legato rho-scan` end to end on tiny settings: two SAM radii trained, measured and run to
 failure, one table, one plot; a second call reuses the trained runs."""
 
 import csv
 import json
-import runpy
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from legato_jax.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
@@ -24,11 +24,8 @@ def train_yaml(tmp_path):
     return path
 
 
-def scan(argv, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["rho_scan.py", *map(str, argv)])
-    with pytest.raises(SystemExit) as exc:
-        runpy.run_path(str(ROOT / "scripts" / "rho_scan.py"), run_name="__main__")
-    return exc.value.code
+def scan(argv, monkeypatch=None):
+    return main(["rho-scan", *map(str, argv)])
 
 
 @pytest.mark.slow

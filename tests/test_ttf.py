@@ -26,9 +26,9 @@ def test_summary_of_failure_times_with_censoring():
 
 def test_ttf_cli_on_tiny_settings(tmp_path, capsys):
     out, png = tmp_path / "ttf.json", tmp_path / "ttf.png"
-    rc = main(["ttf", "--models", str(TINY), "--sizes", "64", "128", "--replicas", "3", "--preset", "stressed",
-               "--max-steps", "60", "--chunk", "30", "--json", str(out), "--plot", str(png)])
-    assert rc == 0
+    argv = ["ttf", "--models", str(TINY), "--sizes", "64", "128", "--replicas", "3", "--preset", "stressed",
+            "--max-steps", "60", "--chunk", "30", "--json", str(out), "--plot", str(png), "--out", str(tmp_path / "parts")]
+    assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "beta of t_failure" in printed and png.stat().st_size > 10_000
     result = json.loads(out.read_text())
@@ -44,6 +44,10 @@ def test_ttf_cli_on_tiny_settings(tmp_path, capsys):
             assert np.all(t <= limit_ps + 1e-12)
     for criterion, b in model["beta"].items():
         assert (b["beta"] is None) == ("reason" in b), criterion
+    # a second call finds every (model, size) part and runs nothing
+    assert main(argv[:-1] + [str(tmp_path / "parts")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("reusing") == 2 and json.loads(out.read_text())["models"] == result["models"]
 
 
 @pytest.mark.parametrize("argv, message", [

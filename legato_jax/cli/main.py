@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     from legato_jax.cli import demo as demo_cmd
     from legato_jax.cli import md as md_cmd
     from legato_jax.cli import model as model_cmd
+    from legato_jax.cli import rho_scan as rho_scan_cmd
     from legato_jax.cli import train as train_cmd
     from legato_jax.cli import ttf as ttf_cmd
 
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     md_cmd.register(sub)
     analyze_cmd.register(sub)
     ttf_cmd.register(sub)
+    rho_scan_cmd.register(sub)
     demo_cmd.register(sub)
     bench_cmd.register(sub)
     return parser

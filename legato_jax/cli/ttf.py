@@ -19,11 +19,13 @@ def register(sub) -> None:
     add_protocol_arguments(p)
     add_json_option(p, "every replica's times, summaries and fits")
     p.add_argument("--plot", metavar="PNG", help="log-log t_failure against N, one panel per criterion")
+    p.add_argument("--out", metavar="DIR", help="write each finished model and size here; a later call with the same "
+                                                "protocol reuses them, so an interrupted experiment continues")
     p.set_defaults(func=main)
 
 
 def add_protocol_arguments(p) -> None:
-    """Options of the time-to-failure protocol, shared with scripts/rho_scan.py."""
+    """Options of the time-to-failure protocol, shared with `legato rho-scan`."""
     p.add_argument("--sizes", nargs="+", type=int, required=True, metavar="N",
                    help="atoms per system: multiples of the 64-atom ammonia cell (512, 1728, 4096, ...)")
     p.add_argument("--replicas", type=int, default=8, help="independent replicas per size (own initial velocities)")
@@ -77,7 +79,7 @@ def main(args) -> int:
             name = path
         potential, params, _ = resolve_model(path)
         models[name] = (potential, params)
-    result = run_ttf(models, cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
+    result = run_ttf(models, cfg, log=lambda line: print(line, file=sys.stderr, flush=True), out_dir=args.out)
     emit(args, result, "\n".join(filter(None, [format_table(result), compare_models(result)])))
     if args.plot:
         from legato_jax.experiments.plots import plot_ttf

@@ -81,7 +81,7 @@ def run_rho_scan(cfg: RhoScanConfig, log: Callable[[str], None] = print) -> dict
         row.update(measure(cfg, trainer, params))
         rows.append(row)
         models[run_name(rho)] = (trainer.potential, params)
-    ttf = run_ttf(models, cfg.ttf, log)
+    ttf = run_ttf(models, cfg.ttf, log, out_dir=Path(cfg.out_dir) / "ttf")
     largest = str(max(cfg.ttf.sizes))
     for row in rows:
         m = ttf["models"][run_name(row["rho"])]

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import jax
@@ -153,13 +156,41 @@ def beta_differences(models: dict, criteria: Sequence[str]) -> dict:
     return out
 
 
-def run_ttf(models: dict[str, tuple[Potential, object]], cfg: TTFConfig, log: Callable[[str], None] = print) -> dict:
+def model_fingerprint(params) -> str:
+    """A short hash of a model's parameters: a stored part is reused only for the same model."""
+    digest = hashlib.sha256()
+    for leaf in jax.tree_util.tree_leaves(params):
+        digest.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _part_key(cfg: TTFConfig, fingerprint: str, n: int) -> dict:
+    """What decides one (model, size) part's result: the protocol less the list of sizes."""
+    protocol = {k: v for k, v in cfg.protocol().items() if k != "sizes"}
+    return {"protocol": protocol, "model": fingerprint, "atoms": n, "chunk_steps": cfg.chunk_steps,
+            "precision": cfg.precision}
+
+
+def run_ttf(models: dict[str, tuple[Potential, object]], cfg: TTFConfig, log: Callable[[str], None] = print,
+            out_dir: str | Path | None = None) -> dict:
     """The whole experiment: {"protocol", "models": {name: {"sizes": {N: {criterion: summary}},
-    "beta": {criterion: fit}, "cost": {N: {"wall_s", "nl_reallocations"}}}}}."""
+    "beta": {criterion: fit}, "cost": {N: {"wall_s", "nl_reallocations"}}}}, "beta_differences"}.
+    With `out_dir`, each finished (model, size) is written there as it ends and reused by a later
+    call with the same protocol and model, so an interrupted experiment continues."""
     out = {"protocol": cfg.protocol(), "models": {}}
     for name, (potential, params) in models.items():
         sizes, cost = {}, {}
+        fingerprint = model_fingerprint(params) if out_dir is not None else ""
         for n in cfg.sizes:
+            part = None if out_dir is None else Path(out_dir) / f"{name.replace('/', '_')}_{n}.json"
+            key = _part_key(cfg, fingerprint, n)
+            if part is not None and part.exists():
+                stored = json.loads(part.read_text())
+                if stored.get("key") == json.loads(json.dumps(key)):
+                    log(f"  {name} N={n}: reusing {part}")
+                    sizes[str(n)], cost[str(n)] = stored["summary"], stored["cost"]
+                    continue
+                log(f"  {name} N={n}: {part} holds another protocol or model; running again")
             start = time.perf_counter()
 
             def progress(step, first, n=n, start=start):
@@ -169,6 +200,11 @@ def run_ttf(models: dict[str, tuple[Potential, object]], cfg: TTFConfig, log: Ca
             res = run_size(potential, params, n, cfg, progress)
             sizes[str(n)] = {c: summarize(*res.times(c)) for c in cfg.criteria}
             cost[str(n)] = {"wall_s": res.wall_s, "nl_reallocations": res.reallocations, "compiles": res.compiles}
+            if part is not None:
+                part.parent.mkdir(parents=True, exist_ok=True)
+                tmp = part.with_suffix(".tmp")
+                tmp.write_text(json.dumps({"key": key, "summary": sizes[str(n)], "cost": cost[str(n)]}))
+                tmp.replace(part)
         out["models"][name] = {"sizes": sizes, "beta": fit_model(sizes, cfg.criteria), "cost": cost}
     out["beta_differences"] = beta_differences(out["models"], cfg.criteria)
     return out
