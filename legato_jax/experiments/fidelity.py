@@ -69,13 +69,15 @@ def fit_beta(sizes, times, failed, n_boot: int = 500, confidence: float = 0.95, 
     if np.any(times <= 0):
         raise ValueError("times must be > 0")
     log_n, log_t = np.log(sizes), np.log(times)
+    if not _identifiable(log_n, failed):
+        raise ValueError("replicas failed at one size only: beta is not identifiable (run longer or add sizes)")
     a, beta, log_sigma = _mle(log_n, log_t, failed)
     rng = np.random.default_rng(seed)
     groups = [np.flatnonzero(sizes == s) for s in np.unique(sizes)]
     boot = []
     for _ in range(n_boot):
         idx = np.concatenate([rng.choice(g, len(g)) for g in groups])
-        if failed[idx].any():
+        if _identifiable(log_n[idx], failed[idx]):
             boot.append(_mle(log_n[idx], log_t[idx], failed[idx], start=np.array([a, beta, log_sigma]))[1])
     q = (1 - confidence) / 2
     lo, hi = np.quantile(boot, [q, 1 - q]) if boot else (np.nan, np.nan)
@@ -97,6 +99,11 @@ class BetaDifference:
     paired: bool  # replicas resampled by index in both models (equal replica counts per size)
     method: str = ("log-normal AFT fits with right censoring; percentile bootstrap of the difference over replicas "
                    "within each size; likelihood-ratio test of a shared beta (chi^2, 1 dof)")
+
+
+def _identifiable(log_n: np.ndarray, failed: np.ndarray) -> bool:
+    """beta has a finite maximum-likelihood value only with failures at two sizes or more."""
+    return len(np.unique(log_n[failed])) >= 2
 
 
 def _arrays(data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -127,11 +134,14 @@ def compare_betas(a, b, n_boot: int = 500, confidence: float = 0.95, seed: int =
     """beta_a - beta_b for two models' replicas, each given as (sizes, times, failed) as in
     `fit_beta`. The bootstrap resamples replicas within each size; where both models have the same
     replica count at every size (replica k of both starting from the same velocities), one draw of
-    indices serves both, keeping the pairs together."""
+    indices serves both, keeping the pairs together. The likelihood-ratio test treats the models as
+    independent; with paired replicas whose times correlate it is conservative."""
     a_data, b_data = _arrays(a), _arrays(b)
     for d in (a_data, b_data):
-        if len(np.unique(d[0])) < 2 or not d[2].any():
-            raise ValueError("each model needs at least two sizes and one failure")
+        if not (d[0].shape == d[1].shape == d[2].shape) or not np.all(np.isfinite(d[1])):
+            raise ValueError("sizes, times and failed must be 1-d arrays of one length, times > 0")
+        if not _identifiable(d[0], d[2]):
+            raise ValueError("each model needs failures at two sizes or more for beta to be identifiable")
     theta_a, theta_b = _mle(*a_data), _mle(*b_data)
     statistic = _lr_statistic(a_data, b_data, theta_a, theta_b)
     groups_a = [np.flatnonzero(a_data[0] == s) for s in np.unique(a_data[0])]
@@ -145,7 +155,7 @@ def compare_betas(a, b, n_boot: int = 500, confidence: float = 0.95, seed: int =
         draw_b = draw_a if paired else [rng.integers(0, len(g), len(g)) for g in groups_b]
         ia = np.concatenate([g[k] for g, k in zip(groups_a, draw_a)])
         ib = np.concatenate([g[k] for g, k in zip(groups_b, draw_b)])
-        if a_data[2][ia].any() and b_data[2][ib].any():
+        if _identifiable(a_data[0][ia], a_data[2][ia]) and _identifiable(b_data[0][ib], b_data[2][ib]):
             beta_a = _mle(*(x[ia] for x in a_data), start=theta_a)[1]
             beta_b = _mle(*(x[ib] for x in b_data), start=theta_b)[1]
             boot.append(beta_a - beta_b)
@@ -161,9 +171,11 @@ def replicas_to_resolve(sizes, sigma_a: float, sigma_b: float, difference: float
     difference of `difference` with probability `power`, every replica failing (censoring only adds
     to it): the least-squares variance of a slope, sigma^2 / (R sum (log N - mean)^2), per model."""
     log_n = np.log(np.unique(np.asarray(sizes, float)))
+    if len(log_n) < 2 or difference <= 0:
+        raise ValueError("the replicas to resolve a difference need two sizes or more and a difference > 0")
     spread = np.sum((log_n - log_n.mean()) ** 2)
     z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
-    return int(np.ceil(z**2 * (sigma_a**2 + sigma_b**2) / (difference**2 * spread)))
+    return max(2, int(np.ceil(z**2 * (sigma_a**2 + sigma_b**2) / (difference**2 * spread))))
 
 
 def simulated_power(sizes, replicas: int, beta_a: float, beta_b: float, sigma_a: float, sigma_b: float,
@@ -179,8 +191,8 @@ def simulated_power(sizes, replicas: int, beta_a: float, beta_b: float, sigma_a:
         for beta, sigma in ((beta_a, sigma_a), (beta_b, sigma_b)):
             t = np.exp(log_prefactor - beta * np.log(n) + sigma * rng.standard_normal(len(n)))
             data.append((np.log(n), np.log(np.minimum(t, limit)), t < limit))
-        if not (data[0][2].any() and data[1][2].any()):
-            continue
+        if not all(_identifiable(d[0], d[2]) for d in data):
+            continue  # counted as not rejected
         statistic = _lr_statistic(data[0], data[1], _mle(*data[0]), _mle(*data[1]))
         hits += stats.chi2.sf(statistic, 1) < alpha
     return hits / trials

@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 import jax
 import numpy as np
 
+from legato_jax import __version__
 from legato_jax.data.graph import TypeMap
 from legato_jax.errors import ConfigError
 from legato_jax.experiments.failure import CRITERIA, FailureCriteria
@@ -156,9 +157,10 @@ def beta_differences(models: dict, criteria: Sequence[str]) -> dict:
     return out
 
 
-def model_fingerprint(params) -> str:
-    """A short hash of a model's parameters: a stored part is reused only for the same model."""
-    digest = hashlib.sha256()
+def model_fingerprint(potential: Potential, params) -> str:
+    """A short hash of a model (configuration, fitted constants, parameters): a stored part is
+    reused only for the same model."""
+    digest = hashlib.sha256(repr((potential.config, potential.stats)).encode())
     for leaf in jax.tree_util.tree_leaves(params):
         digest.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
     return digest.hexdigest()[:16]
@@ -168,7 +170,7 @@ def _part_key(cfg: TTFConfig, fingerprint: str, n: int) -> dict:
     """What decides one (model, size) part's result: the protocol less the list of sizes."""
     protocol = {k: v for k, v in cfg.protocol().items() if k != "sizes"}
     return {"protocol": protocol, "model": fingerprint, "atoms": n, "chunk_steps": cfg.chunk_steps,
-            "precision": cfg.precision}
+            "precision": cfg.precision, "legato_jax": __version__}
 
 
 def run_ttf(models: dict[str, tuple[Potential, object]], cfg: TTFConfig, log: Callable[[str], None] = print,
@@ -180,17 +182,20 @@ def run_ttf(models: dict[str, tuple[Potential, object]], cfg: TTFConfig, log: Ca
     out = {"protocol": cfg.protocol(), "models": {}}
     for name, (potential, params) in models.items():
         sizes, cost = {}, {}
-        fingerprint = model_fingerprint(params) if out_dir is not None else ""
+        fingerprint = model_fingerprint(potential, params) if out_dir is not None else ""
         for n in cfg.sizes:
             part = None if out_dir is None else Path(out_dir) / f"{name.replace('/', '_')}_{n}.json"
             key = _part_key(cfg, fingerprint, n)
             if part is not None and part.exists():
-                stored = json.loads(part.read_text())
+                try:
+                    stored = json.loads(part.read_text())
+                except json.JSONDecodeError:
+                    stored = {}
                 if stored.get("key") == json.loads(json.dumps(key)):
                     log(f"  {name} N={n}: reusing {part}")
                     sizes[str(n)], cost[str(n)] = stored["summary"], stored["cost"]
                     continue
-                log(f"  {name} N={n}: {part} holds another protocol or model; running again")
+                log(f"  {name} N={n}: {part} holds another protocol or model (or is unreadable); running again")
             start = time.perf_counter()
 
             def progress(step, first, n=n, start=start):

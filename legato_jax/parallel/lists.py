@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from legato_jax.md.bitmask import compact_set, count_set, pack_mask
-from legato_jax.md.energy import EDGE_MARGIN, EDGE_SLACK
+from legato_jax.md.energy import EDGE_SLACK
 from legato_jax.parallel.domains import DomainGrid
 from legato_jax.parallel.halo import HaloBackend, HaloPlan, exchange, face_capacities
 
@@ -46,14 +46,17 @@ def _round_bin(n: int) -> int:
 
 
 EDGE_MULTIPLIER = 1.25  # edge slots per edge counted at the start: jax-md's capacity_multiplier
+# exact-edge slots per pair within r_max at the start: a domain's count moves with the atoms that
+# migrate, so more spare than the whole system's 1.05 (an overflow regrows and recompiles)
+MODEL_EDGE_MARGIN = 1.15
 
 
 def estimate_capacities(grid: DomainGrid, n_atoms: int, r_max: float, slack: float = 1.4,
                         positions: np.ndarray | None = None) -> Capacities:
     """Capacities from the density (with `slack` headroom); given the starting `positions`, the
     edge buffer is sized as jax-md sizes its list instead: 1.25 x the most edges (within r_max +
-    skin) any domain's atoms have there, and the exact-edge buffer as single-domain MD sizes it:
-    1.05 x the most pairs within r_max, plus 16. Every padded edge costs a full model evaluation."""
+    skin) any domain's atoms have there, and the exact-edge buffer 1.15 x the most pairs within
+    r_max, plus 16. Every padded edge costs a full model evaluation."""
     density = n_atoms / float(np.prod(grid.box))
     owned = int(np.ceil(slack * n_atoms / grid.size)) + 8
     w, h = grid.width, grid.halo
@@ -67,7 +70,7 @@ def estimate_capacities(grid: DomainGrid, n_atoms: int, r_max: float, slack: flo
         edges, model_edges = int(np.ceil(sphere(h))) + 64, int(np.ceil(sphere(r_max))) + EDGE_SLACK
     else:
         edges = int(np.ceil(EDGE_MULTIPLIER * most_edges(grid, positions, h))) + 64
-        model_edges = int(np.ceil(EDGE_MARGIN * most_edges(grid, positions, r_max))) + EDGE_SLACK
+        model_edges = int(np.ceil(MODEL_EDGE_MARGIN * most_edges(grid, positions, r_max))) + EDGE_SLACK
     return Capacities(owned, faces, migrate, edges, per_bin, model_edges)
 
 
