@@ -27,6 +27,7 @@ from legato_jax.md.integrate import Stage
 from legato_jax.md.run import with_precision
 from legato_jax.data.ammonia import AMMONIA_CELL_MOLECULES, ATOMS_PER_MOLECULE, liquid_ammonia
 from legato_jax.model.potential import Potential
+from legato_jax.outputs import atomic_write_text
 
 @dataclass(frozen=True)
 class TTFConfig:
@@ -185,7 +186,7 @@ def run_ttf(models: dict[str, tuple[Potential, object]], cfg: TTFConfig, log: Ca
         fingerprint = model_fingerprint(potential, params) if out_dir is not None else ""
         for n in cfg.sizes:
             part = None if out_dir is None else Path(out_dir) / f"{name.replace('/', '_')}_{n}.json"
-            key = _part_key(cfg, fingerprint, n)
+            key = None if part is None else _part_key(cfg, fingerprint, n)
             if part is not None and part.exists():
                 try:
                     stored = json.loads(part.read_text())
@@ -207,9 +208,7 @@ def run_ttf(models: dict[str, tuple[Potential, object]], cfg: TTFConfig, log: Ca
             cost[str(n)] = {"wall_s": res.wall_s, "nl_reallocations": res.reallocations, "compiles": res.compiles}
             if part is not None:
                 part.parent.mkdir(parents=True, exist_ok=True)
-                tmp = part.with_suffix(".tmp")
-                tmp.write_text(json.dumps({"key": key, "summary": sizes[str(n)], "cost": cost[str(n)]}))
-                tmp.replace(part)
+                atomic_write_text(part, json.dumps({"key": key, "summary": sizes[str(n)], "cost": cost[str(n)]}))
         out["models"][name] = {"sizes": sizes, "beta": fit_model(sizes, cfg.criteria), "cost": cost}
     out["beta_differences"] = beta_differences(out["models"], cfg.criteria)
     return out

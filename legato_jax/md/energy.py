@@ -118,6 +118,15 @@ def compact_edges(vec: jax.Array, mask: jax.Array, r_max: float, capacity: int) 
     return index, jnp.arange(capacity) < count, count
 
 
+def pack_edges(vec: jax.Array, senders: jax.Array, receivers: jax.Array, mask: jax.Array, r_max: float,
+               capacity: int, pad: int) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
+    """A list's pairs within `r_max` packed into the exact-edge buffer: (vec, senders, receivers,
+    valid, count), empty slots pointing at row `pad`; count > capacity means it overflowed."""
+    index, valid, count = compact_edges(vec, mask, r_max, capacity)
+    senders, receivers = (jnp.where(valid, a[index], pad) for a in (senders, receivers))
+    return vec[index], senders, receivers, valid, count
+
+
 class _EdgeBudget:
     """The exact-edge buffer's size as a fraction of the list's capacity, measured once (the
     first allocation); None until then, meaning no compaction."""
@@ -223,10 +232,7 @@ def model_energy(potential: Potential, params, species: np.ndarray, cell: np.nda
         vec = edge_vectors(R_pad, neighbor, **geometry_kw(box, perturbation))
         capacity = budget.capacity(receivers.shape[0])
         if exact_edges and capacity < receivers.shape[0]:
-            index, mask, _ = compact_edges(vec, mask, r_max, capacity)
-            vec = vec[index]
-            receivers = jnp.where(mask, receivers[index], n)
-            senders = jnp.where(mask, senders[index], n)
+            vec, senders, receivers, mask, _ = pack_edges(vec, senders, receivers, mask, r_max, capacity, n)
         vec = jnp.where(mask[:, None], vec @ (jnp.eye(3, dtype=R.dtype) + strain), far)
         with jax.default_matmul_precision("highest"):
             atom = potential.atomic_energies(params, vec, species_pad, senders, receivers, mask, node_mask)

@@ -13,7 +13,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from legato_jax.errors import ConfigError
-from legato_jax.md.energy import compact_edges
+from legato_jax.md.energy import pack_edges
 from legato_jax.model.potential import Potential
 from legato_jax.parallel.domains import Decomposed, DomainGrid
 from legato_jax.parallel.halo import AXES, HaloBackend, MeshBackend, MPIBackend, forward
@@ -36,9 +36,8 @@ def domain_energy_fn(potential: Potential, params, backend: HaloBackend, model_e
         vec = X_pad[senders] - X_pad[receivers]
         overflow = jnp.array(False)
         if model_edges is not None and model_edges < senders.shape[0]:
-            index, edge_mask, count = compact_edges(vec, edge_mask, r_max, model_edges)
-            vec = vec[index]
-            senders, receivers = (jnp.where(edge_mask, a[index], X.shape[0]) for a in (senders, receivers))
+            vec, senders, receivers, edge_mask, count = pack_edges(vec, senders, receivers, edge_mask, r_max,
+                                                                   model_edges, X.shape[0])
             overflow = count > model_edges
         if strain is not None:
             vec = vec @ (jnp.eye(3, dtype=X.dtype) + strain)
