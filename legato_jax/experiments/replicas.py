@@ -14,7 +14,6 @@ its replica runner.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -27,8 +26,8 @@ from legato_jax.errors import ConfigError
 from legato_jax.experiments.failure import CRITERIA, FailureCriteria, make_checks
 from legato_jax.md.energy import MDSystem
 from legato_jax.md.engine import block_scan, host_blocks, run_stages
-from legato_jax.md.integrate import (Stage, Start, allocate, kinetic_energy, make_integrator, reallocate, start_stage,
-                                     temperature)
+from legato_jax.md.integrate import (Stage, Start, allocate, kinetic_energy, make_integrator, reallocate_batch,
+                                     start_stage, temperature)
 from legato_jax.md.recorder import Recorder
 from legato_jax.md.systems import initial_momenta, masses
 
@@ -75,19 +74,6 @@ def _stack(tree, n: int):
 
 def _rows(tree, rows):
     return jax.tree.map(lambda x: x[rows], tree)
-
-
-def _rebuilt(nbrs, position, half_diagonal):
-    """`nbrs` rebuilt at `position` (its reference moved half a cell away forces the rebuild)."""
-    return dataclasses.replace(nbrs, reference_position=position + half_diagonal).update(position)
-
-
-def _reallocate_all(system: MDSystem, positions, old):
-    """A list roomy enough for every replica (>= 1.25x the old), rebuilt for each of them."""
-    sizes = [system.neighbor_fn.allocate(p).idx.shape[-1] for p in positions]
-    big = reallocate(system, positions[int(np.argmax(sizes))], old)
-    half = jnp.asarray(0.5 * np.sum(system.cell, axis=0), positions.dtype)
-    return big, jax.vmap(lambda p: _rebuilt(big, p, half))(positions)
 
 
 def _chunk_fn(system: MDSystem, apply_fn: Callable, check: Callable, stop_mask, every: int, blocks: int) -> Callable:
@@ -167,7 +153,7 @@ class ReplicaRunner:
         return ReplicaCarry(states, nbrs, seen, carry.rows), host_blocks(fired, n_active), bool(overflow)
 
     def enlarge(self, carry: ReplicaCarry) -> ReplicaCarry:
-        self.template, nbrs = _reallocate_all(self.system, carry.states.position, self.template)
+        self.template, nbrs = reallocate_batch(self.system, carry.states.position, self.template)
         return carry._replace(nbrs=nbrs)
 
     def accept(self, new: ReplicaCarry, fired: np.ndarray, first_step: int) -> ReplicaCarry:

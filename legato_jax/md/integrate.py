@@ -7,12 +7,14 @@ the overflow re-runs are the engine's (`md/engine.py`); this module is the singl
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from ase import units as ase_units
 from jax_md import simulate
 
@@ -268,3 +270,18 @@ def reallocate(system: MDSystem, position, old) -> Any:
         extra = math.ceil((need - fresh.idx.shape[-1]) / system.n_atoms)  # Sparse: extra is per atom
         fresh = system.neighbor_fn.allocate(position, extra_capacity=extra)
     return fresh
+
+
+def rebuild_batch(system: MDSystem, template, positions) -> Any:
+    """The list `template` rebuilt for each of a batch of positions (replicas, beads): its reference
+    moved half a cell away forces every rebuild."""
+    half = jnp.asarray(0.5 * np.sum(system.cell, axis=0), positions.dtype)
+    return jax.vmap(lambda p: dataclasses.replace(template, reference_position=p + half).update(p))(positions)
+
+
+def reallocate_batch(system: MDSystem, positions, old) -> tuple[Any, Any]:
+    """(template, lists): one list roomy enough for every member of a batch (>= 1.25x the old
+    template), rebuilt for each of them."""
+    sizes = [system.neighbor_fn.allocate(p).idx.shape[-1] for p in positions]
+    big = reallocate(system, positions[int(np.argmax(sizes))], old)
+    return big, rebuild_batch(system, big, positions)

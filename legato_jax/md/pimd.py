@@ -1,0 +1,374 @@
+"""Path-integral MD with a trained model: the ring-polymer integrator (`md/ring_polymer.py`) driven
+by the model on all beads in one vmapped call, each bead with its own neighbour list, through the
+MD engine (`md/engine.py`) as one more runner: beads are a batched axis like replicas.
+
+A run is an optional equilibration stage (PILE-L) and a production stage (PILE-L, PILE-G or TRPMD);
+every `every` steps the estimators are taken (potential, primitive and centroid-virial kinetic
+energy, per-atom kinetic energy and radius of gyration, pressure) and, when asked, a frame of the
+centroids (positions and momenta, for spectra). Averages and their standard errors (block
+averaging) come from the production stage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ase import Atoms
+from ase.io import write
+
+from legato_jax.data.graph import TypeMap
+from legato_jax.errors import ConfigError
+from legato_jax.md.energy import MDSystem, model_energy
+from legato_jax.md.engine import Tally, block_scan, host_blocks, run_stages
+from legato_jax.md.image_list import ImageList
+from legato_jax.md.integrate import FS, KB, Stage, allocate, reallocate_batch, rebuild_batch
+from legato_jax.md.health import MDUnstable
+from legato_jax.md.observers import EV_A3_TO_GPA
+from legato_jax.md.recorder import progress_bar
+from legato_jax.md.ring_polymer import RingPolymerState, estimators, ring_polymer_langevin
+from legato_jax.md.run import with_precision
+from legato_jax.md.systems import check_structure, initial_momenta, masses
+from legato_jax.model.potential import Potential
+
+THERMOSTATS = ("pile-l", "pile-g")
+
+
+@dataclass(frozen=True)
+class PIMDConfig:
+    """A path-integral run: `beads`, temperature, time step, an equilibration stage (PILE-L) and a
+    production stage (`thermostat`, or TRPMD: no centroid thermostat and internal-mode friction
+    `pile_lambda` w_k, 0.5 by default)."""
+
+    beads: int
+    temperature_K: float
+    dt_fs: float
+    steps: int  # production
+    equilibration_steps: int = 0
+    thermostat: str = "pile-l"
+    trpmd: bool = False
+    tau_fs: float = 100.0  # centroid thermostat time
+    pile_lambda: float | None = None  # None: 1 (PILE), 0.5 (TRPMD)
+    seed: int = 0
+    hydrogen_mass: float | None = None
+    skin: float = 0.5
+    capacity_multiplier: float = 1.25
+    every: int = 10
+    chunk_steps: int = 1000
+    traj_every: int | None = None
+    precision: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.beads < 1:
+            raise ConfigError(f"--beads must be >= 1, got {self.beads}")
+        if not self.temperature_K > 0:
+            raise ConfigError(f"--temperature must be > 0 K for path integrals, got {self.temperature_K}")
+        if self.thermostat not in THERMOSTATS:
+            raise ConfigError(f"--thermostat {self.thermostat!r}: choose one of {list(THERMOSTATS)}")
+        if self.steps < 1 or self.equilibration_steps < 0:
+            raise ConfigError(f"--steps must be >= 1 and --equilibrate >= 0, got {self.steps}, {self.equilibration_steps}")
+        for name, n in (("--steps", self.steps), ("--equilibrate", self.equilibration_steps)):
+            if n % self.every:
+                raise ConfigError(f"{name} {n} is not a multiple of --log-every {self.every}")
+        if self.traj_every is not None and (self.traj_every < 1 or self.traj_every % self.every):
+            raise ConfigError(f"--traj-every {self.traj_every} must be a positive multiple of --log-every {self.every}")
+        if self.precision not in (None, "float32", "float64"):
+            raise ConfigError(f"--precision {self.precision!r}: choose float32 or float64")
+
+    @property
+    def lam(self) -> float:
+        return self.pile_lambda if self.pile_lambda is not None else (0.5 if self.trpmd else 1.0)
+
+    def stages(self) -> tuple[tuple[Stage, str], ...]:
+        """(stage, thermostat) pairs: equilibration with PILE-L, then production."""
+        kind = "none" if self.trpmd else self.thermostat
+        prod = (Stage("langevin", self.steps, self.dt_fs, self.temperature_K, self.tau_fs), kind)
+        if not self.equilibration_steps:
+            return (prod,)
+        return ((Stage("langevin", self.equilibration_steps, self.dt_fs, self.temperature_K, self.tau_fs), "pile-l"),
+                prod)
+
+
+class PIObservation(NamedTuple):
+    """Estimators at the end of each block (leading axis: blocks)."""
+
+    potential: jax.Array  # eV, bead average
+    kinetic_primitive: jax.Array  # eV
+    kinetic_virial: jax.Array  # eV
+    kinetic_virial_atom: jax.Array  # (N,) eV
+    gyration_atom: jax.Array  # (N,) Å
+    bead_kinetic: jax.Array  # eV
+    pressure: jax.Array  # eV/Å^3, centroid-virial kinetic part
+    rebuilds: jax.Array
+    centroid: jax.Array | None = None  # (N, 3) Å, when frames are kept
+    centroid_momentum: jax.Array | None = None  # (N, 3), P x the bead mean: the physical momentum
+
+
+def bead_placement(system: MDSystem, nbrs) -> Callable:
+    """How bead positions (kept unwrapped so that rings stay whole) enter the model: folded into
+    the cell for minimum-image lists, as they are for the image-shift list (free-space positions)."""
+    return (lambda r: r) if isinstance(nbrs, ImageList) else system.wrap
+
+
+def bead_forces(system: MDSystem, place: Callable) -> Callable:
+    """forces(R (P, N, 3), neighbor=stacked lists) -> (P, N, 3): the model on every bead in one call."""
+    grad = jax.grad(system.energy_fn)
+    return lambda R, neighbor, **kw: -jax.vmap(lambda r, nb: grad(place(r), nb))(R, neighbor)
+
+
+def make_pimd_chunk(system: MDSystem, place: Callable, apply_fn: Callable, kT: float, every: int, blocks: int,
+                    frames: bool) -> Callable:
+    """jit(state, nbrs, n_active) -> ((state, nbrs), PIObservation) over `blocks` blocks."""
+
+    def step(_, carry):
+        state, nbrs, rebuilds = carry
+        state = apply_fn(state, neighbor=nbrs)
+        new = jax.vmap(lambda nb, r: nb.update(place(r)))(nbrs, state.position)
+        rebuilt = jnp.any(new.reference_position != nbrs.reference_position, axis=(1, 2))
+        return state, new, rebuilds + jnp.sum(rebuilt.astype(jnp.int32))
+
+    def observe(state: RingPolymerState, nbrs, rebuilds) -> PIObservation:
+        energy, stress = jax.vmap(lambda r, nb: system.energy_stress_fn(place(r), nb))(state.position, nbrs)
+        est = estimators(state, energy, kT)
+        press = 2.0 * est.kinetic_virial / (3.0 * system.volume) - jnp.trace(jnp.mean(stress, axis=0)) / 3.0
+        extra = (jnp.mean(state.position, axis=0), jnp.mean(state.momentum, axis=0)) if frames else (None, None)
+        return PIObservation(est.potential, est.kinetic_primitive, est.kinetic_virial, est.kinetic_virial_atom,
+                             est.gyration_atom, est.bead_kinetic, press, rebuilds, *extra)
+
+    def block(carry):
+        s, n, rebuilds = jax.lax.fori_loop(0, every, step, (*carry, jnp.int32(0)))
+        return (s, n), observe(s, n, rebuilds)
+
+    scan = block_scan(block, blocks)
+    return jax.jit(lambda state, nbrs, n_active: scan((state, nbrs), n_active))
+
+
+@dataclass
+class PIMDRunner:
+    """The engine's runner for one ring polymer through one stage; the carry is (state, lists)."""
+
+    system: MDSystem
+    chunk_fn: Callable
+    template: Any  # the single-bead list whose capacity the beads share
+    place: Callable
+
+    def chunk(self, carry, n_active: int):
+        (state, nbrs), obs = self.chunk_fn(*carry, n_active)
+        return (state, nbrs), host_blocks(obs, n_active), bool(jnp.any(nbrs.did_buffer_overflow))
+
+    def enlarge(self, carry):
+        state, _ = carry
+        placed = jax.vmap(self.place)(state.position)
+        self.template, nbrs = reallocate_batch(self.system, placed, self.template)
+        return state, nbrs
+
+    def accept(self, carry, obs, first_step: int):
+        if not np.all(np.isfinite(obs.potential)):
+            raise MDUnstable(f"the path-integral run turned non-finite near step {first_step}: lower --dt")
+        return carry
+
+    def stopped(self, carry) -> bool:
+        return False
+
+
+@dataclass
+class PIMDResult:
+    rows: list[dict]  # the thermo table: one row per block
+    summary: dict
+    state: RingPolymerState | None = None
+
+
+def block_error(x: np.ndarray, blocks: int = 10) -> float:
+    """Standard error of the mean of a correlated series from `blocks` block averages."""
+    x = np.asarray(x, float)
+    n = len(x) // blocks
+    if n < 1:
+        return float("nan")
+    means = x[: n * blocks].reshape(blocks, n).mean(axis=1)
+    return float(means.std(ddof=1) / np.sqrt(blocks))
+
+
+def species_columns(numbers: np.ndarray) -> dict[str, np.ndarray]:
+    """Atom indices of each element, in order of atomic number."""
+    from ase.data import chemical_symbols
+
+    return {chemical_symbols[z]: np.flatnonzero(numbers == z) for z in sorted(set(numbers.tolist()))}
+
+
+def thermo_rows(obs: PIObservation, first_step: int, time0_fs: float, stage_index: int, stage: Stage, every: int,
+                groups: dict[str, np.ndarray], beads: int, n_atoms: int) -> list[dict]:
+    rows = []
+    for b in range(len(obs.potential)):
+        row = {"step": first_step + (b + 1) * every, "time_fs": time0_fs + (b + 1) * every * stage.dt_fs,
+               "stage": stage_index, "potential_eV": float(obs.potential[b]),
+               "kinetic_virial_eV": float(obs.kinetic_virial[b]), "kinetic_primitive_eV": float(obs.kinetic_primitive[b]),
+               "bead_temperature_K": float(2 * obs.bead_kinetic[b] / (3 * n_atoms * beads * KB) / beads),
+               "pressure_GPa": float(obs.pressure[b] * EV_A3_TO_GPA), "nl_rebuilds": int(obs.rebuilds[b])}
+        for sym, idx in groups.items():
+            row[f"kinetic_{sym}_eV"] = float(np.mean(obs.kinetic_virial_atom[b][idx]))
+            row[f"gyration_{sym}_A"] = float(np.mean(obs.gyration_atom[b][idx]))
+        rows.append(row)
+    return rows
+
+
+def summarize(rows: list[dict], stage_index: int, n_atoms: int, groups: dict[str, np.ndarray]) -> dict:
+    """Production averages with block-averaged standard errors."""
+    prod = [r for r in rows if r["stage"] == stage_index]
+    keys = ["potential_eV", "kinetic_virial_eV", "kinetic_primitive_eV", "bead_temperature_K", "pressure_GPa"]
+    keys += [f"kinetic_{s}_eV" for s in groups] + [f"gyration_{s}_A" for s in groups]
+    out = {}
+    for k in keys:
+        x = np.array([r[k] for r in prod])
+        out[k] = float(x.mean()) if len(x) else float("nan")
+        out[k + "_err"] = block_error(x)
+    out["kinetic_virial_eV_per_atom"] = out["kinetic_virial_eV"] / n_atoms
+    out["potential_eV_per_atom"] = out["potential_eV"] / n_atoms
+    return out
+
+
+def run_pimd(potential: Potential, params, atoms: Atoms, cfg: PIMDConfig, *, thermo_path: str | Path | None = None,
+             traj_path: str | Path | None = None, progress: bool = False, name: str = "model",
+             where: str = "structure") -> PIMDResult:
+    """Path-integral MD of `atoms` with the model: every bead starts at the structure's positions
+    with momenta drawn at the bead temperature P T (from `cfg.seed`)."""
+    check_structure(atoms, where)
+    species = TypeMap(tuple(potential.config.species)).indices(atoms.numbers, where)
+    double = (cfg.precision or potential.config.dtype) == "float64"
+    with jax.enable_x64(True) if double else contextlib.nullcontext():
+        potential, params = with_precision(potential, params, cfg.precision)
+        system = model_energy(potential, params, species, atoms.cell.array, cfg.skin, cfg.capacity_multiplier, where)
+        return _run(system, potential, atoms, cfg, thermo_path, traj_path, progress, name)
+
+
+def _run(system: MDSystem, potential: Potential, atoms: Atoms, cfg: PIMDConfig, thermo_path, traj_path, progress,
+         name) -> PIMDResult:
+    dtype = potential.dtype
+    P, n = cfg.beads, system.n_atoms
+    kT = KB * cfg.temperature_K
+    mass = jnp.asarray(masses(atoms, cfg.hydrogen_mass), dtype)[:, None]
+    R = jnp.asarray(atoms.positions, dtype)
+    key = jax.random.PRNGKey(cfg.seed)
+    nbrs0 = allocate(system, system.wrap(R))
+    place = bead_placement(system, nbrs0)
+    beads = jnp.broadcast_to(R, (P, n, 3))
+    nbrs = rebuild_batch(system, nbrs0, jax.vmap(place)(beads))
+    momenta = jax.vmap(lambda k: initial_momenta(k, mass, P * cfg.temperature_K))(jax.random.split(key, P))
+    force = bead_forces(system, place)
+    groups = species_columns(atoms.numbers)
+    stages = cfg.stages()
+    frames = traj_path is not None
+    blocks = max(1, cfg.chunk_steps // cfg.every)
+    runner = PIMDRunner(system, None, nbrs0, place)
+    tally = Tally()
+    rows: list[dict] = []
+    bar = progress_bar(sum(s.steps for s, _ in stages), f"pimd {name}", progress)
+    traj_every = cfg.traj_every or cfg.every
+    handle = _thermo_writer(thermo_path)
+    if traj_path is not None:
+        Path(traj_path).unlink(missing_ok=True)
+
+    def begin(k: int, stage: Stage, carry):
+        state, nbrs = carry
+        _, thermostat = stages[k]
+        init_fn, apply_fn = ring_polymer_langevin(force, stage.dt_fs * FS, kT, P, tau=stage.tau_fs * FS,
+                                                  thermostat=thermostat, pile_lambda=cfg.lam)
+        start = init_fn(jax.random.fold_in(key, k + 1), state.position, mass, momenta=state.momentum, neighbor=nbrs)
+        runner.chunk_fn = make_pimd_chunk(system, place, apply_fn, kT, cfg.every, blocks, frames)
+        return runner, (start, nbrs)
+
+    starts = np.cumsum([0] + [s.steps for s, _ in stages])
+
+    def record(k, stage, first, carry, obs):
+        time0 = first * stage.dt_fs
+        new = thermo_rows(obs, first, time0, k, stage, cfg.every, groups, P, n)
+        rows.extend(new)
+        if handle is not None:
+            handle(new)
+        if frames and k == len(stages) - 1:
+            _write_frames(traj_path, atoms, mass, obs, new, first - starts[k], cfg.every, traj_every)
+        bar.update(len(new) * cfg.every)
+
+    start = RingPolymerState(beads, momenta, jnp.zeros_like(beads), mass, key)
+    try:
+        state, nbrs = run_stages(begin, (start, nbrs), [s for s, _ in stages], cfg.every, cfg.chunk_steps,
+                                 on_chunk=record, tally=tally)
+    finally:
+        bar.close()
+        if handle is not None:
+            handle(None)
+    steps = int(starts[-1])
+    summary = {"model": name, "n_atoms": n, "beads": P, "temperature_K": cfg.temperature_K, "dt_fs": cfg.dt_fs,
+               "steps": steps, "production_steps": cfg.steps, "thermostat": "trpmd" if cfg.trpmd else cfg.thermostat,
+               "pile_lambda": cfg.lam, "wall_s": tally.wall_s, "step_s": tally.wall_s / steps,
+               "bead_atom_steps_per_s": P * n * steps / tally.wall_s, "nl_reallocations": tally.reallocations,
+               "compiles": tally.compiles.count, "precision": potential.config.dtype,
+               "hydrogen_mass": cfg.hydrogen_mass, "config": asdict(cfg)}
+    summary.update(summarize(rows, len(stages) - 1, n, groups))
+    return PIMDResult(rows, summary, state)
+
+
+def _thermo_writer(path) -> Callable | None:
+    """add(rows) appends rows to the thermo CSV (header from the first row); add(None) closes it."""
+    if path is None:
+        return None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "w", newline="")
+    writer: list = []
+
+    def add(rows):
+        if rows is None:
+            fh.close()
+            return
+        if not writer:
+            writer.append(csv.DictWriter(fh, fieldnames=list(rows[0])))
+            writer[0].writeheader()
+        writer[0].writerows(rows)
+        fh.flush()
+
+    return add
+
+
+def _write_frames(path, atoms: Atoms, mass, obs: PIObservation, rows: list[dict], first: int, every: int,
+                  traj_every: int) -> None:
+    """Centroid frames (positions, momenta with the run's masses) every `traj_every` production steps."""
+    frames = []
+    for b, row in enumerate(rows):
+        if (first + (b + 1) * every) % traj_every:
+            continue
+        frame = Atoms(atoms.numbers, np.asarray(obs.centroid[b], float), cell=atoms.cell, pbc=atoms.pbc)
+        frame.set_masses(np.asarray(mass[:, 0], float))
+        frame.set_momenta(np.asarray(obs.centroid_momentum[b], float), apply_constraint=False)
+        frame.info = {"step": row["step"], "time_fs": row["time_fs"], "centroid": True}
+        frames.append(frame)
+    if frames:
+        write(path, frames, format="extxyz", append=True)
+
+
+def format_pimd_summary(s: dict) -> str:
+    lines = [f"{s['model']}: {s['n_atoms']} atoms x {s['beads']} beads, {s['thermostat']} at {s['temperature_K']:g} K, "
+             f"{s['steps']} steps of {s['dt_fs']} fs in {s['wall_s']:.1f} s ({s['step_s'] * 1e3:.1f} ms/step)",
+             f"  production: E_pot {s['potential_eV_per_atom']:.5f} eV/atom, quantum kinetic (centroid virial) "
+             f"{s['kinetic_virial_eV']:.4f} ± {s['kinetic_virial_eV_err']:.4f} eV (primitive "
+             f"{s['kinetic_primitive_eV']:.4f} ± {s['kinetic_primitive_eV_err']:.4f}), bead T "
+             f"{s['bead_temperature_K']:.1f} K, P {s['pressure_GPa']:.3f} GPa"]
+    for k in s:
+        if k.startswith("kinetic_") and k.endswith("_eV") and k not in ("kinetic_virial_eV", "kinetic_primitive_eV"):
+            sym = k.split("_")[1]
+            lines.append(f"  {sym}: kinetic {s[k] * 1e3:.2f} ± {s[k + '_err'] * 1e3:.2f} meV/atom "
+                         f"(classical {1.5 * KB * s['temperature_K'] * 1e3:.2f}), ring radius of gyration "
+                         f"{s[f'gyration_{sym}_A']:.4f} Å")
+    return "\n".join(lines)
+
+
+def write_summary(path, summary: dict) -> None:
+    from legato_jax.outputs import atomic_write_text
+
+    atomic_write_text(path, json.dumps(summary, indent=1))
