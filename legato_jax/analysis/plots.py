@@ -77,3 +77,23 @@ def plot_rdf_comparison(curves: dict[str, tuple[np.ndarray, dict]], path: str | 
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def plot_spectra(spectra, species, path: str | Path, x_max: float = 4000.0) -> Path:
+    """One panel per element: each trajectory's VDOS, the ammonia bands shaded and named."""
+    from legato_jax.analysis.spectra import AMMONIA_BANDS
+
+    fig, axes = plt.subplots(len(species), 1, figsize=(7.5, 2.6 * len(species)), squeeze=False, sharex=True)
+    for ax, x in zip(axes[:, 0], species):
+        for k, s in enumerate(spectra):
+            sel = s.frequency <= x_max
+            ax.plot(s.frequency[sel], s.density[x][sel], color=f"C{k}", lw=1.2, label=s.label)
+        for name, (lo, hi) in AMMONIA_BANDS.items():
+            ax.axvspan(lo, hi, color="0.9", zorder=0)
+            ax.text(0.5 * (lo + hi), 0.97, name, transform=ax.get_xaxis_transform(), ha="center", va="top", fontsize=7)
+        ax.set_ylabel(f"VDOS {x if x != 'all' else '(mass-weighted)'}")
+        ax.set_yticks([])
+        ax.legend(fontsize=8, loc="upper left")
+    axes[-1, 0].set_xlabel("frequency (cm$^{-1}$)")
+    axes[-1, 0].set_xlim(0, x_max)
+    return save_figure(fig, path)

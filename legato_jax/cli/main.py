@@ -51,9 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     from legato_jax.cli import bench as bench_cmd
     from legato_jax.cli import data as data_cmd
     from legato_jax.cli import demo as demo_cmd
+    from legato_jax.cli import ipi as ipi_cmd
     from legato_jax.cli import md as md_cmd
     from legato_jax.cli import model as model_cmd
+    from legato_jax.cli import pimd as pimd_cmd
     from legato_jax.cli import rho_scan as rho_scan_cmd
+    from legato_jax.cli import spectrum as spectrum_cmd
     from legato_jax.cli import train as train_cmd
     from legato_jax.cli import ttf as ttf_cmd
 
@@ -66,7 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.register(sub)
     model_cmd.register(sub)
     md_cmd.register(sub)
+    pimd_cmd.register(sub)
+    ipi_cmd.register(sub)
     analyze_cmd.register(sub)
+    spectrum_cmd.register(sub)
     ttf_cmd.register(sub)
     rho_scan_cmd.register(sub)
     demo_cmd.register(sub)

@@ -22,17 +22,7 @@ def register(sub) -> None:
     p = sub.add_parser("md", help="run NVE / Nose-Hoover / Langevin MD with a trained model")
     p.add_argument("--model", default="legato",
                    help="model file (.npz), run directory, or a shipped model's name (allegro, legato)")
-    what = p.add_mutually_exclusive_group()
-    what.add_argument("--structure", help="any ASE-readable file with a periodic cell (last frame used)")
-    what.add_argument("--ammonia", type=positive_int, metavar="N_MOLECULES",
-                      help="liquid ammonia from the shipped equilibrated 16-molecule cell (N = 16 x a x b x c; "
-                           f"{DEFAULT_MOLECULES} when no --structure or --restart is given)")
-    what.add_argument("--restart", metavar="FILE",
-                      help="continue exactly from a checkpoint (--checkpoint) or a trajectory frame (--out): "
-                           "positions, momenta, masses, and the thermostat where a checkpoint carries it")
-    p.add_argument("--frame", type=int, default=-1, help="frame of --structure or --restart (default: last)")
-    p.add_argument("--density", type=positive_float, help="rescale the ammonia box to this density (g/cm^3)")
-    p.add_argument("--replicate", type=positive_int, nargs=3, metavar=("A", "B", "C"), help="repeat the cell A x B x C")
+    add_structure_arguments(p, restart=True)
     p.add_argument("--preset", help="a shipped preset (legato_jax/md/presets: paper-code, paper-text, demo, stressed) or a YAML path")
     p.add_argument("--ensemble", choices=["nve", "nose-hoover", "langevin", "npt"],
                    help="single-stage run instead of a preset (npt: Nose-Hoover thermostat and isotropic barostat)")
@@ -69,6 +59,23 @@ def register(sub) -> None:
     add_json_option(p, "the summary")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (it shows only on a terminal anyway)")
     p.set_defaults(func=main)
+
+
+def add_structure_arguments(p, restart: bool) -> None:
+    """Where the atoms come from: a file, a liquid-ammonia box, or (with `restart`) a checkpoint."""
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--structure", help="any ASE-readable file with a periodic cell (last frame used)")
+    what.add_argument("--ammonia", type=positive_int, metavar="N_MOLECULES",
+                      help="liquid ammonia from the shipped equilibrated 16-molecule cell (N = 16 x a x b x c; "
+                           f"{DEFAULT_MOLECULES} when no --structure{' or --restart' if restart else ''} is given)")
+    if restart:
+        what.add_argument("--restart", metavar="FILE",
+                          help="continue exactly from a checkpoint (--checkpoint) or a trajectory frame (--out): "
+                               "positions, momenta, masses, and the thermostat where a checkpoint carries it")
+    p.add_argument("--frame", type=int, default=-1,
+                   help=f"frame of --structure{' or --restart' if restart else ''} (default: last)")
+    p.add_argument("--density", type=positive_float, help="rescale the ammonia box to this density (g/cm^3)")
+    p.add_argument("--replicate", type=positive_int, nargs=3, metavar=("A", "B", "C"), help="repeat the cell A x B x C")
 
 
 def build_config(args) -> "MDConfig":
@@ -120,7 +127,7 @@ def build_structure(args):
     from legato_jax.data.ammonia import liquid_ammonia, set_density
     from legato_jax.md.systems import load_structure, replicate
 
-    if args.restart:
+    if getattr(args, "restart", None):
         for option in ("density", "replicate"):
             if getattr(args, option) is not None:
                 raise ConfigError(f"--restart continues a state as it is; drop --{option}")

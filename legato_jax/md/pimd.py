@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -108,7 +107,8 @@ class PIObservation(NamedTuple):
     pressure: jax.Array  # eV/Å^3, centroid-virial kinetic part
     rebuilds: jax.Array
     centroid: jax.Array | None = None  # (N, 3) Å, when frames are kept
-    centroid_momentum: jax.Array | None = None  # (N, 3), P x the bead mean: the physical momentum
+    centroid_momentum: jax.Array | None = None  # (N, 3), the bead mean: the physical momentum
+    beads: jax.Array | None = None  # (P, N, 3) Å, when bead frames are kept
 
 
 def bead_placement(system: MDSystem, nbrs) -> Callable:
@@ -124,7 +124,7 @@ def bead_forces(system: MDSystem, place: Callable) -> Callable:
 
 
 def make_pimd_chunk(system: MDSystem, place: Callable, apply_fn: Callable, kT: float, every: int, blocks: int,
-                    frames: bool) -> Callable:
+                    frames: bool, bead_frames: bool = False) -> Callable:
     """jit(state, nbrs, n_active) -> ((state, nbrs), PIObservation) over `blocks` blocks."""
 
     def step(_, carry):
@@ -140,7 +140,8 @@ def make_pimd_chunk(system: MDSystem, place: Callable, apply_fn: Callable, kT: f
         press = 2.0 * est.kinetic_virial / (3.0 * system.volume) - jnp.trace(jnp.mean(stress, axis=0)) / 3.0
         extra = (jnp.mean(state.position, axis=0), jnp.mean(state.momentum, axis=0)) if frames else (None, None)
         return PIObservation(est.potential, est.kinetic_primitive, est.kinetic_virial, est.kinetic_virial_atom,
-                             est.gyration_atom, est.bead_kinetic, press, rebuilds, *extra)
+                             est.gyration_atom, est.bead_kinetic, press, rebuilds, *extra,
+                             state.position if bead_frames else None)
 
     def block(carry):
         s, n, rebuilds = jax.lax.fori_loop(0, every, step, (*carry, jnp.int32(0)))
@@ -234,21 +235,22 @@ def summarize(rows: list[dict], stage_index: int, n_atoms: int, groups: dict[str
 
 
 def run_pimd(potential: Potential, params, atoms: Atoms, cfg: PIMDConfig, *, thermo_path: str | Path | None = None,
-             traj_path: str | Path | None = None, progress: bool = False, name: str = "model",
-             where: str = "structure") -> PIMDResult:
+             traj_path: str | Path | None = None, beads_path: str | Path | None = None, progress: bool = False,
+             name: str = "model", where: str = "structure") -> PIMDResult:
     """Path-integral MD of `atoms` with the model: every bead starts at the structure's positions
-    with momenta drawn at the bead temperature P T (from `cfg.seed`)."""
+    with momenta drawn at the bead temperature P T (from `cfg.seed`). `traj_path` receives centroid
+    frames, `beads_path` every bead's positions (P frames per time: the quantum g(r))."""
     check_structure(atoms, where)
     species = TypeMap(tuple(potential.config.species)).indices(atoms.numbers, where)
     double = (cfg.precision or potential.config.dtype) == "float64"
     with jax.enable_x64(True) if double else contextlib.nullcontext():
         potential, params = with_precision(potential, params, cfg.precision)
         system = model_energy(potential, params, species, atoms.cell.array, cfg.skin, cfg.capacity_multiplier, where)
-        return _run(system, potential, atoms, cfg, thermo_path, traj_path, progress, name)
+        return _run(system, potential, atoms, cfg, thermo_path, traj_path, beads_path, progress, name)
 
 
-def _run(system: MDSystem, potential: Potential, atoms: Atoms, cfg: PIMDConfig, thermo_path, traj_path, progress,
-         name) -> PIMDResult:
+def _run(system: MDSystem, potential: Potential, atoms: Atoms, cfg: PIMDConfig, thermo_path, traj_path, beads_path,
+         progress, name) -> PIMDResult:
     dtype = potential.dtype
     P, n = cfg.beads, system.n_atoms
     kT = KB * cfg.temperature_K
@@ -263,7 +265,7 @@ def _run(system: MDSystem, potential: Potential, atoms: Atoms, cfg: PIMDConfig, 
     force = bead_forces(system, place)
     groups = species_columns(atoms.numbers)
     stages = cfg.stages()
-    frames = traj_path is not None
+    frames, bead_frames = traj_path is not None, beads_path is not None
     blocks = max(1, cfg.chunk_steps // cfg.every)
     runner = PIMDRunner(system, None, nbrs0, place)
     tally = Tally()
@@ -271,8 +273,9 @@ def _run(system: MDSystem, potential: Potential, atoms: Atoms, cfg: PIMDConfig, 
     bar = progress_bar(sum(s.steps for s, _ in stages), f"pimd {name}", progress)
     traj_every = cfg.traj_every or cfg.every
     handle = _thermo_writer(thermo_path)
-    if traj_path is not None:
-        Path(traj_path).unlink(missing_ok=True)
+    for path in (traj_path, beads_path):
+        if path is not None:
+            Path(path).unlink(missing_ok=True)
 
     def begin(k: int, stage: Stage, carry):
         state, nbrs = carry
@@ -280,7 +283,7 @@ def _run(system: MDSystem, potential: Potential, atoms: Atoms, cfg: PIMDConfig, 
         init_fn, apply_fn = ring_polymer_langevin(force, stage.dt_fs * FS, kT, P, tau=stage.tau_fs * FS,
                                                   thermostat=thermostat, pile_lambda=cfg.lam)
         start = init_fn(jax.random.fold_in(key, k + 1), state.position, mass, momenta=state.momentum, neighbor=nbrs)
-        runner.chunk_fn = make_pimd_chunk(system, place, apply_fn, kT, cfg.every, blocks, frames)
+        runner.chunk_fn = make_pimd_chunk(system, place, apply_fn, kT, cfg.every, blocks, frames, bead_frames)
         return runner, (start, nbrs)
 
     starts = np.cumsum([0] + [s.steps for s, _ in stages])
@@ -291,10 +294,12 @@ def _run(system: MDSystem, potential: Potential, atoms: Atoms, cfg: PIMDConfig, 
         rows.extend(new)
         if handle is not None:
             handle(new)
-        if frames and k == len(stages) - 1:
-            _write_frames(traj_path, atoms, mass, obs, new, first - starts[k], cfg.every, traj_every)
+        if k == len(stages) - 1:
+            _write_frames(traj_path, beads_path, atoms, mass, obs, new, first - starts[k], cfg.every, traj_every)
         bar.update(len(new) * cfg.every)
+        clock.append((first + len(new) * cfg.every, tally.wall_s))
 
+    clock: list[tuple[int, float]] = []  # (steps done, wall s) after each chunk
     start = RingPolymerState(beads, momenta, jnp.zeros_like(beads), mass, key)
     try:
         state, nbrs = run_stages(begin, (start, nbrs), [s for s, _ in stages], cfg.every, cfg.chunk_steps,
@@ -304,10 +309,13 @@ def _run(system: MDSystem, potential: Potential, atoms: Atoms, cfg: PIMDConfig, 
         if handle is not None:
             handle(None)
     steps = int(starts[-1])
+    # time per step after the first chunk of each stage (which compiles), when there is one
+    warm = [(b[0] - a[0], b[1] - a[1]) for a, b in zip(clock, clock[1:]) if a[0] not in starts[:-1]]
+    step_s = sum(t for _, t in warm) / sum(n for n, _ in warm) if warm else tally.wall_s / steps
     summary = {"model": name, "n_atoms": n, "beads": P, "temperature_K": cfg.temperature_K, "dt_fs": cfg.dt_fs,
                "steps": steps, "production_steps": cfg.steps, "thermostat": "trpmd" if cfg.trpmd else cfg.thermostat,
-               "pile_lambda": cfg.lam, "wall_s": tally.wall_s, "step_s": tally.wall_s / steps,
-               "bead_atom_steps_per_s": P * n * steps / tally.wall_s, "nl_reallocations": tally.reallocations,
+               "pile_lambda": cfg.lam, "wall_s": tally.wall_s, "step_s": step_s,
+               "bead_atom_steps_per_s": P * n / step_s, "nl_reallocations": tally.reallocations,
                "compiles": tally.compiles.count, "precision": potential.config.dtype,
                "hydrogen_mass": cfg.hydrogen_mass, "config": asdict(cfg)}
     summary.update(summarize(rows, len(stages) - 1, n, groups))
@@ -336,20 +344,29 @@ def _thermo_writer(path) -> Callable | None:
     return add
 
 
-def _write_frames(path, atoms: Atoms, mass, obs: PIObservation, rows: list[dict], first: int, every: int,
+def _write_frames(path, beads_path, atoms: Atoms, mass, obs: PIObservation, rows: list[dict], first: int, every: int,
                   traj_every: int) -> None:
-    """Centroid frames (positions, momenta with the run's masses) every `traj_every` production steps."""
-    frames = []
+    """Every `traj_every` production steps: a centroid frame (positions, momenta with the run's
+    masses) to `path`, and each bead's positions to `beads_path`."""
+    centroids, beads = [], []
     for b, row in enumerate(rows):
         if (first + (b + 1) * every) % traj_every:
             continue
-        frame = Atoms(atoms.numbers, np.asarray(obs.centroid[b], float), cell=atoms.cell, pbc=atoms.pbc)
-        frame.set_masses(np.asarray(mass[:, 0], float))
-        frame.set_momenta(np.asarray(obs.centroid_momentum[b], float), apply_constraint=False)
-        frame.info = {"step": row["step"], "time_fs": row["time_fs"], "centroid": True}
-        frames.append(frame)
-    if frames:
-        write(path, frames, format="extxyz", append=True)
+        info = {"step": row["step"], "time_fs": row["time_fs"]}
+        if path is not None:
+            frame = Atoms(atoms.numbers, np.asarray(obs.centroid[b], float), cell=atoms.cell, pbc=atoms.pbc)
+            frame.set_masses(np.asarray(mass[:, 0], float))
+            frame.set_momenta(np.asarray(obs.centroid_momentum[b], float), apply_constraint=False)
+            frame.info = dict(info, centroid=True)
+            centroids.append(frame)
+        if beads_path is not None:
+            for j, q in enumerate(np.asarray(obs.beads[b], float)):
+                frame = Atoms(atoms.numbers, q, cell=atoms.cell, pbc=atoms.pbc)
+                frame.info = dict(info, bead=j)
+                beads.append(frame)
+    for out, items in ((path, centroids), (beads_path, beads)):
+        if out is not None and items:
+            write(out, items, format="extxyz", append=True)
 
 
 def format_pimd_summary(s: dict) -> str:
@@ -368,7 +385,3 @@ def format_pimd_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
-def write_summary(path, summary: dict) -> None:
-    from legato_jax.outputs import atomic_write_text
-
-    atomic_write_text(path, json.dumps(summary, indent=1))
