@@ -62,6 +62,7 @@ class PIMDConfig:
     every: int = 10
     chunk_steps: int = 1000
     traj_every: int | None = None
+    beads_every: int | None = None  # steps between bead frames (default: traj_every)
     precision: str | None = None
 
     def __post_init__(self) -> None:
@@ -76,8 +77,9 @@ class PIMDConfig:
         for name, n in (("--steps", self.steps), ("--equilibrate", self.equilibration_steps)):
             if n % self.every:
                 raise ConfigError(f"{name} {n} is not a multiple of --log-every {self.every}")
-        if self.traj_every is not None and (self.traj_every < 1 or self.traj_every % self.every):
-            raise ConfigError(f"--traj-every {self.traj_every} must be a positive multiple of --log-every {self.every}")
+        for option, value in (("--traj-every", self.traj_every), ("--beads-every", self.beads_every)):
+            if value is not None and (value < 1 or value % self.every):
+                raise ConfigError(f"{option} {value} must be a positive multiple of --log-every {self.every}")
         if self.precision not in (None, "float32", "float64"):
             raise ConfigError(f"--precision {self.precision!r}: choose float32 or float64")
 
@@ -272,6 +274,7 @@ def _run(system: MDSystem, potential: Potential, atoms: Atoms, cfg: PIMDConfig, 
     rows: list[dict] = []
     bar = progress_bar(sum(s.steps for s, _ in stages), f"pimd {name}", progress)
     traj_every = cfg.traj_every or cfg.every
+    beads_every = cfg.beads_every or traj_every
     handle = _thermo_writer(thermo_path)
     for path in (traj_path, beads_path):
         if path is not None:
@@ -295,7 +298,8 @@ def _run(system: MDSystem, potential: Potential, atoms: Atoms, cfg: PIMDConfig, 
         if handle is not None:
             handle(new)
         if k == len(stages) - 1:
-            _write_frames(traj_path, beads_path, atoms, mass, obs, new, first - starts[k], cfg.every, traj_every)
+            _write_frames(traj_path, beads_path, atoms, mass, obs, new, first - starts[k], cfg.every, traj_every,
+                          beads_every)
         bar.update(len(new) * cfg.every)
         clock.append((first + len(new) * cfg.every, tally.wall_s))
 
@@ -345,21 +349,20 @@ def _thermo_writer(path) -> Callable | None:
 
 
 def _write_frames(path, beads_path, atoms: Atoms, mass, obs: PIObservation, rows: list[dict], first: int, every: int,
-                  traj_every: int) -> None:
-    """Every `traj_every` production steps: a centroid frame (positions, momenta with the run's
-    masses) to `path`, and each bead's positions to `beads_path`."""
+                  traj_every: int, beads_every: int) -> None:
+    """Every `traj_every` production steps a centroid frame (positions, momenta with the run's
+    masses) to `path`; every `beads_every` steps each bead's positions to `beads_path`."""
     centroids, beads = [], []
     for b, row in enumerate(rows):
-        if (first + (b + 1) * every) % traj_every:
-            continue
+        step = first + (b + 1) * every
         info = {"step": row["step"], "time_fs": row["time_fs"]}
-        if path is not None:
+        if path is not None and step % traj_every == 0:
             frame = Atoms(atoms.numbers, np.asarray(obs.centroid[b], float), cell=atoms.cell, pbc=atoms.pbc)
             frame.set_masses(np.asarray(mass[:, 0], float))
             frame.set_momenta(np.asarray(obs.centroid_momentum[b], float), apply_constraint=False)
             frame.info = dict(info, centroid=True)
             centroids.append(frame)
-        if beads_path is not None:
+        if beads_path is not None and step % beads_every == 0:
             for j, q in enumerate(np.asarray(obs.beads[b], float)):
                 frame = Atoms(atoms.numbers, q, cell=atoms.cell, pbc=atoms.pbc)
                 frame.info = dict(info, bead=j)
