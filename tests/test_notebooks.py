@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["train_legato.ipynb", "fidelity_scaling.ipynb"])
+@pytest.mark.parametrize("name", ["train_legato.ipynb", "fidelity_scaling.ipynb", "nuclear_quantum_effects.ipynb"])
 def test_notebook_executes(name, tmp_path, monkeypatch):
     if not (ROOT / "data" / "ammonia.extxyz.xz").exists():
         pytest.fail("the shipped dataset data/ammonia.extxyz.xz is missing")

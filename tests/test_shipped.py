@@ -13,10 +13,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_demo_runs_on_the_shipped_defaults(tmp_path):
-    # the default MD (512 atoms, 300 steps) and time-to-failure part (512 and 1024 atoms, 4
-    # replicas, up to 150 steps) take minutes: fewer steps and smaller systems here, every part runs
+    # the default MD (512 atoms, 300 steps) and time-to-failure part (64, 128 and 256 atoms, 4
+    # replicas, up to 400 steps) take minutes: fewer steps and smaller systems here, every part runs
     proc = subprocess.run([sys.executable, "-m", "legato_jax.cli.main", "demo", "--out", str(tmp_path),
-                           "--md-steps", "120", "--md-molecules", "32", "--ttf-sizes", "128", "256",
+                           "--md-steps", "120", "--md-molecules", "32", "--ttf-sizes", "64", "128",
                            "--ttf-replicas", "2",
                            "--ttf-max-steps", "20"],
                           cwd=ROOT, capture_output=True, text=True, timeout=1200)
@@ -35,5 +35,5 @@ def test_demo_runs_on_the_shipped_defaults(tmp_path):
     assert "[4/4] time to failure" in proc.stderr
     assert "beta of t_failure" in proc.stdout and "legato vs allegro" in proc.stdout
     ttf = json.loads((tmp_path / "ttf.json").read_text())
-    assert set(ttf["models"]) == {"allegro", "legato"} and set(ttf["models"]["legato"]["sizes"]) == {"128", "256"}
+    assert set(ttf["models"]) == {"allegro", "legato"} and set(ttf["models"]["legato"]["sizes"]) == {"64", "128"}
     assert (tmp_path / "ttf.png").exists()

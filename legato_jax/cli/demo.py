@@ -39,12 +39,13 @@ def register(sub) -> None:
     p.add_argument("--md-molecules", type=positive_int, default=128, help="ammonia molecules in the MD box (16 x a x b x c)")
     p.add_argument("--md-preset", default="demo", help="MD preset (legato_jax/md/presets)")
     p.add_argument("--md-steps", type=positive_int, help="MD steps (default: the preset's)")
-    p.add_argument("--ttf-sizes", type=positive_int, nargs="*", default=[512, 1024],
+    p.add_argument("--ttf-sizes", type=positive_int, nargs="*", default=[64, 128, 256],
                    help="atoms per time-to-failure system (none: skip the comparison)")
     p.add_argument("--ttf-replicas", type=positive_int, default=4, help="replicas per size and model")
-    p.add_argument("--ttf-preset", default="stressed", help="MD preset of the time-to-failure runs (legato_jax/md/presets)")
-    p.add_argument("--ttf-max-steps", type=positive_int, default=150, help="step limit of each replica")
-    p.add_argument("--ttf-criteria", nargs="+", default=["temperature", "nh_bond"], help="failure criteria reported")
+    p.add_argument("--ttf-preset", default="paper-code",
+                   help="MD preset of the time-to-failure runs (legato_jax/md/presets; paper-code: the paper's LAMMPS protocol)")
+    p.add_argument("--ttf-max-steps", type=positive_int, default=400, help="step limit of each replica")
+    p.add_argument("--ttf-criteria", nargs="+", default=["nh_bond"], help="failure criteria reported")
     p.set_defaults(func=run)
 
 
