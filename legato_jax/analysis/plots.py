@@ -93,7 +93,7 @@ def plot_spectra(spectra, species, path: str | Path, x_max: float = 4000.0) -> P
             ax.text(0.5 * (lo + hi), 0.97, name, transform=ax.get_xaxis_transform(), ha="center", va="top", fontsize=7)
         ax.set_ylabel(f"VDOS {x if x != 'all' else '(mass-weighted)'}")
         ax.set_yticks([])
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=8, loc="center", bbox_to_anchor=(0.59, 0.6))  # the empty 1,800-2,900 cm^-1 gap
     axes[-1, 0].set_xlabel("frequency (cm$^{-1}$)")
     axes[-1, 0].set_xlim(0, x_max)
     return save_figure(fig, path)

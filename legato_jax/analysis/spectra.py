@@ -99,10 +99,26 @@ def spectrum_of(frames: Sequence[Atoms], label: str, max_lag_fs: float | None = 
 
 
 def band_peaks(freq: np.ndarray, density: np.ndarray, bands: dict = AMMONIA_BANDS) -> dict[str, float]:
-    """The frequency (cm^-1) of the highest point of each band the spectrum reaches."""
+    """The frequency (cm^-1) of the highest local maximum inside each band; a band with none (a
+    shoulder of a neighbouring band, or the diffusive wing at low frequency) is left out."""
+    from scipy.signal import find_peaks
+
+    peaks, _ = find_peaks(density)
+    out = {}
+    for name, (lo, hi) in bands.items():
+        inside = peaks[(freq[peaks] >= lo) & (freq[peaks] <= hi)]
+        if len(inside):
+            out[name] = float(freq[inside[np.argmax(density[inside])]])
+    return out
+
+
+def band_centroids(freq: np.ndarray, density: np.ndarray, bands: dict = AMMONIA_BANDS) -> dict[str, float]:
+    """The density-weighted mean frequency (cm^-1) of each band: robust where a band holds two
+    lines (the symmetric and antisymmetric N-H stretches) or one line shifts and broadens."""
     out = {}
     for name, (lo, hi) in bands.items():
         sel = (freq >= lo) & (freq <= hi)
-        if sel.any():
-            out[name] = float(freq[sel][np.argmax(density[sel])])
+        weight = np.clip(density[sel], 0.0, None)
+        if sel.any() and weight.sum() > 0:
+            out[name] = float(np.sum(freq[sel] * weight) / weight.sum())
     return out

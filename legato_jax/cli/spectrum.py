@@ -23,7 +23,7 @@ def register(sub) -> None:
 
 
 def main(args) -> int:
-    from legato_jax.analysis.spectra import band_peaks, spectrum_of
+    from legato_jax.analysis.spectra import band_centroids, band_peaks, spectrum_of
     from legato_jax.cli.analyze import read_trajectory
     from legato_jax.outputs import writable
 
@@ -43,23 +43,26 @@ def main(args) -> int:
         if missing:
             raise ConfigError(f"{path}: has no {', '.join(missing)}; it holds {sorted(s.density)}")
     peaks = {s.label: {x: band_peaks(s.frequency, s.density[x]) for x in species} for s in spectra}
+    centroids = {s.label: {x: band_centroids(s.frequency, s.density[x]) for x in species} for s in spectra}
     if args.plot:
         from legato_jax.analysis.plots import plot_spectra
 
         plot_spectra(spectra, species, args.plot)
-    result = {"window": args.window, "max_lag_fs": args.max_lag_fs, "peaks_cm1": peaks,
+    result = {"window": args.window, "max_lag_fs": args.max_lag_fs, "peaks_cm1": peaks, "centroids_cm1": centroids,
               "spectra": [{"label": s.label, "dt_fs": s.dt_fs, "frames": s.frames, "frequency_cm1": s.frequency,
                            "density": {x: s.density[x] for x in species}} for s in spectra]}
-    emit(args, result, peak_table(peaks, species, spectra))
+    emit(args, result, peak_table(peaks, species, spectra) + "\n" + peak_table(centroids, species, spectra, "Band centroids"))
     return 0
 
 
-def peak_table(peaks: dict, species: list[str], spectra) -> str:
-    bands = list(next(iter(next(iter(peaks.values())).values())).keys()) if peaks else []
+def peak_table(peaks: dict, species: list[str], spectra, title: str = "Band peaks") -> str:
+    from legato_jax.analysis.spectra import AMMONIA_BANDS
+
+    bands = list(AMMONIA_BANDS)
     res = spectra[0].frequency[1] - spectra[0].frequency[0]
-    lines = [f"Band peaks (cm^-1; resolution {res:.1f} cm^-1)", "| trajectory | element | " + " | ".join(bands) + " |",
+    lines = [f"{title} (cm^-1; resolution {res:.1f} cm^-1)", "| trajectory | element | " + " | ".join(bands) + " |",
              "|---|---|" + "---|" * len(bands)]
     for label, per in peaks.items():
         for x in species:
-            lines.append(f"| {label} | {x} | " + " | ".join(f"{per[x].get(b, float('nan')):.0f}" for b in bands) + " |")
+            lines.append(f"| {label} | {x} | " + " | ".join(f"{per[x][b]:.0f}" if b in per[x] else "-" for b in bands) + " |")
     return "\n".join(lines)
