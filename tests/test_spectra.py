@@ -9,7 +9,7 @@ from ase import Atoms
 from ase.io import write
 from scipy.signal import find_peaks
 
-from legato_jax.analysis.spectra import FS_TO_CM1, band_peaks, vdos
+from legato_jax.analysis.spectra import FS_TO_CM1, band_centroids, band_peaks, vdos
 from legato_jax.cli.main import main as cli
 from legato_jax.errors import DataError
 from tests.test_md_run import TINY
@@ -32,6 +32,8 @@ def test_vdos_of_a_sum_of_cosines_peaks_at_their_frequencies():
     assert d[peaks[1]] / d[peaks[0]] == pytest.approx(0.25, abs=0.03)  # power: amplitude squared
     bands = band_peaks(freq, d)
     assert bands["umbrella"] == freq[peaks[0]] and bands["stretch"] == freq[peaks[1]]
+    assert "bend" not in bands  # no line there: no peak reported
+    assert band_centroids(freq, d)["stretch"] == pytest.approx(3300.0, abs=width)
     with pytest.raises(DataError):
         vdos(v[:2], 1.0)
 

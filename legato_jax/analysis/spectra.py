@@ -99,11 +99,12 @@ def spectrum_of(frames: Sequence[Atoms], label: str, max_lag_fs: float | None = 
 
 
 def band_peaks(freq: np.ndarray, density: np.ndarray, bands: dict = AMMONIA_BANDS) -> dict[str, float]:
-    """The frequency (cm^-1) of the highest local maximum inside each band; a band with none (a
-    shoulder of a neighbouring band, or the diffusive wing at low frequency) is left out."""
+    """The frequency (cm^-1) of the highest peak inside each band (a local maximum standing out by
+    1 % of the spectrum's maximum, so not a ripple); a band with none (a shoulder of a neighbouring
+    band, or the diffusive wing at low frequency) is left out."""
     from scipy.signal import find_peaks
 
-    peaks, _ = find_peaks(density)
+    peaks, _ = find_peaks(density, prominence=0.01 * float(np.max(density)))
     out = {}
     for name, (lo, hi) in bands.items():
         inside = peaks[(freq[peaks] >= lo) & (freq[peaks] <= hi)]
