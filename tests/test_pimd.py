@@ -9,6 +9,7 @@ import pytest
 from ase.io import read
 
 from legato_jax.calculators import LegatoCalculator
+from legato_jax.cli.main import main as cli
 from legato_jax.data.ammonia import AMMONIA_CELL
 from legato_jax.data.graph import TypeMap
 from legato_jax.errors import ConfigError
@@ -164,3 +165,14 @@ def test_bad_pimd_settings_are_refused():
         PIMDConfig(beads=2, temperature_K=200.0, dt_fs=0.5, steps=15)
     with pytest.raises(ConfigError, match="> 0 K"):
         PIMDConfig(beads=2, temperature_K=0.0, dt_fs=0.5, steps=10)
+
+
+def test_a_hole_in_the_model_stops_the_run(capsys):
+    # the shipped models, trained on the liquid only, have a spurious minimum for an isolated NH3
+    # (H-N-H near 62 degrees, 1.4-1.8 eV below the true minimum; GFN1-xTB puts it ~5 eV above):
+    # classical MD at 200 K stays away, eight beads find it within the first chunk
+    args = ["pimd", "--model", "legato", "--molecule", "NH3", "--temperature", "200", "--tau", "20", "--steps", "600",
+            "--chunk", "200", "--seed", "1"]
+    assert cli(args + ["--beads", "1"]) == 0
+    assert cli(args + ["--beads", "8"]) == 3
+    assert "spurious minimum" in capsys.readouterr().err

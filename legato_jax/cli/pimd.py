@@ -45,6 +45,10 @@ def register(sub) -> None:
                    help="every bead's positions (extxyz, P frames per time): the quantum g(r) with legato analyze --rdf")
     p.add_argument("--beads-every", type=positive_int, help="production steps between bead frames (default: --traj-every)")
     p.add_argument("--log", help="estimators CSV, one row per --log-every steps")
+    p.add_argument("--health", choices=["stop", "warn", "off"], default="stop",
+                   help="when the beads' mean potential energy falls 0.1 eV/atom below the classical start (a "
+                        "spurious minimum of the model that the spread ring polymers found): stop (exit status 3), "
+                        "warn, or do not check")
     add_json_option(p, "the summary")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=main, restart=None)
@@ -96,7 +100,7 @@ def main(args) -> int:
     configs = [PIMDConfig(beads=P, steps=args.steps, equilibration_steps=args.equilibrate, thermostat=args.thermostat,
                           trpmd=args.trpmd, tau_fs=args.tau, pile_lambda=args.pile_lambda, seed=args.seed,
                           skin=args.skin, every=args.log_every, chunk_steps=args.chunk, traj_every=args.traj_every,
-                          beads_every=args.beads_every,
+                          beads_every=args.beads_every, health=args.health,
                           precision=args.precision, **common) for P in args.beads]
     atoms, where = structure(args)
     potential, params, _ = resolve_model(args.model)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
-from dataclasses import asdict, dataclass
+import sys
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -38,6 +39,8 @@ from legato_jax.md.systems import check_structure, initial_momenta, masses
 from legato_jax.model.potential import Potential
 
 THERMOSTATS = ("pile-l", "pile-g")
+HEALTH = ("stop", "warn", "off")
+HOLE_EV_PER_ATOM = 0.1  # the beads' mean potential this far below the classical start: a hole in the model
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,11 @@ class PIMDConfig:
     traj_every: int | None = None
     beads_every: int | None = None  # steps between bead frames (default: traj_every)
     precision: str | None = None
+    health: str = "stop"  # a hole in the model (see HOLE_EV_PER_ATOM) stops the run, warns, or is not checked
 
     def __post_init__(self) -> None:
+        if self.health not in HEALTH:
+            raise ConfigError(f"--health {self.health!r}: choose one of {list(HEALTH)}")
         if self.beads < 1:
             raise ConfigError(f"--beads must be >= 1, got {self.beads}")
         if not self.temperature_K > 0:
@@ -155,12 +161,18 @@ def make_pimd_chunk(system: MDSystem, place: Callable, apply_fn: Callable, kT: f
 
 @dataclass
 class PIMDRunner:
-    """The engine's runner for one ring polymer through one stage; the carry is (state, lists)."""
+    """The engine's runner for one ring polymer through one stage; the carry is (state, lists).
+    `floor` is the potential energy below which the beads have found a hole in the model: path
+    integrals spread light atoms far beyond classical thermal motion, where a model never trained
+    may have spurious minima, and zero-point motion can only raise the mean potential energy."""
 
     system: MDSystem
     chunk_fn: Callable
     template: Any  # the single-bead list whose capacity the beads share
     place: Callable
+    floor: float = -float("inf")
+    health: str = "stop"
+    warnings: list = field(default_factory=list)
 
     def chunk(self, carry, n_active: int):
         (state, nbrs), obs = self.chunk_fn(*carry, n_active)
@@ -175,6 +187,17 @@ class PIMDRunner:
     def accept(self, carry, obs, first_step: int):
         if not np.all(np.isfinite(obs.potential)):
             raise MDUnstable(f"the path-integral run turned non-finite near step {first_step}: lower --dt")
+        low = np.flatnonzero(obs.potential < self.floor)
+        if self.health != "off" and len(low) and not self.warnings:
+            drop = (self.floor - obs.potential[low[0]]) / self.system.n_atoms + HOLE_EV_PER_ATOM
+            line = (f"the beads' mean potential energy fell {drop:.2f} eV/atom below the classical start within the "
+                    f"chunk from step {first_step}: "
+                    "the model has a spurious minimum where the ring polymers reach (outside its training data); "
+                    "results past this point are not physical")
+            self.warnings.append(line)
+            if self.health == "stop":
+                raise MDUnstable(f"{line} (--health warn runs on)")
+            print(f"legato pimd: warning: {line}", file=sys.stderr, flush=True)
         return carry
 
     def stopped(self, carry) -> bool:
@@ -269,7 +292,8 @@ def _run(system: MDSystem, potential: Potential, atoms: Atoms, cfg: PIMDConfig, 
     stages = cfg.stages()
     frames, bead_frames = traj_path is not None, beads_path is not None
     blocks = max(1, cfg.chunk_steps // cfg.every)
-    runner = PIMDRunner(system, None, nbrs0, place)
+    start_energy = float(system.energy_fn(place(R), nbrs0))
+    runner = PIMDRunner(system, None, nbrs0, place, start_energy - HOLE_EV_PER_ATOM * n, cfg.health)
     tally = Tally()
     rows: list[dict] = []
     bar = progress_bar(sum(s.steps for s, _ in stages), f"pimd {name}", progress)
@@ -321,7 +345,7 @@ def _run(system: MDSystem, potential: Potential, atoms: Atoms, cfg: PIMDConfig, 
                "pile_lambda": cfg.lam, "wall_s": tally.wall_s, "step_s": step_s,
                "bead_atom_steps_per_s": P * n / step_s, "nl_reallocations": tally.reallocations,
                "compiles": tally.compiles.count, "precision": potential.config.dtype,
-               "hydrogen_mass": cfg.hydrogen_mass, "config": asdict(cfg)}
+               "hydrogen_mass": cfg.hydrogen_mass, "warnings": list(runner.warnings), "config": asdict(cfg)}
     summary.update(summarize(rows, len(stages) - 1, n, groups))
     return PIMDResult(rows, summary, state)
 
