@@ -1,6 +1,7 @@
 """Molecular dynamics with jax-md driven by a trained model: one engine (`engine`), the model as
 a jax-md energy with an exact neighbour list for any periodic cell (`energy`, `image_list`),
-the single-system runner (`integrate`), the recorder, and runs (`run`)."""
+the single-system runner (`integrate`), the recorder, runs (`run`), and path integrals (the
+ring-polymer integrator `ring_polymer`, its runner `pimd`)."""
 
 import warnings
 
@@ -21,9 +22,10 @@ from legato_jax.md.integrate import Stage, StageRunner
 from legato_jax.md.health import HealthLimits, MDUnstable
 from legato_jax.md.recorder import Recorder
 from legato_jax.md.run import MDConfig, MDResult, load_preset, run_md
+from legato_jax.md.pimd import PIMDConfig, PIMDResult, run_pimd
 from legato_jax.md.systems import load_structure, replicate
 
-__all__ = ["CompileCounter", "HealthLimits", "ImageList", "MDConfig", "MDResult", "MDSystem", "MDUnstable", "Recorder", "Runner",
+__all__ = ["CompileCounter", "HealthLimits", "ImageList", "MDConfig", "MDResult", "MDSystem", "MDUnstable", "PIMDConfig", "PIMDResult", "Recorder", "Runner",
            "Stage", "StageRunner", "block_scan", "check_cell", "image_neighbor_list", "list_kind", "load_preset",
-           "load_structure", "minimum_image_is_exact", "model_energy", "replicate", "run_md", "run_stages",
+           "load_structure", "minimum_image_is_exact", "model_energy", "replicate", "run_md", "run_pimd", "run_stages",
            "stage_chunks"]
