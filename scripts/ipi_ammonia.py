@@ -3,7 +3,7 @@ forces, in FOLDER with STEPS steps and BEADS beads; prints the production averag
 --equilibrate steps dropped) as JSON: per-atom centroid-virial kinetic energy of H and N, potential
 energy, and the wall time per step.
 
-    python scripts/ipi_ammonia.py FOLDER STEPS BEADS [--model legato] [--equilibrate 1000] [--dt 0.5]
+    python scripts/ipi_ammonia.py FOLDER STEPS BEADS [--model legato] [--equilibrate 1000] [--dt 0.5] [--splitting baoab]
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ def main() -> int:
     p.add_argument("--model", default="legato")
     p.add_argument("--equilibrate", type=int, default=1000)
     p.add_argument("--dt", type=float, help="time step in fs (default: the example's)")
+    p.add_argument("--splitting", choices=["obabo", "baoab"], help="i-PI's integrator splitting (default: i-PI's, obabo)")
     args = p.parse_args()
     folder = Path(args.folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -41,6 +42,8 @@ def main() -> int:
     root.set("sockets_prefix", f"{folder}/ipi_")
     root.find("total_steps").text = str(args.steps)
     root.find("system/initialize").set("nbeads", str(args.beads))
+    if args.splitting is not None:
+        root.find("system/motion/dynamics").set("splitting", args.splitting)
     if args.dt is not None:
         root.find("system/motion/dynamics/timestep").text = str(args.dt)
     shutil.copy(EXAMPLE / "ammonia_64.extxyz", folder)
@@ -58,7 +61,7 @@ def main() -> int:
     prod = table[table[:, 0] > args.equilibrate]
     numbers = read(EXAMPLE / "ammonia_64.extxyz").numbers
     n_h, n_n = int((numbers == 1).sum()), int((numbers == 7).sum())
-    out = {"beads": args.beads, "steps": args.steps, "dt_fs": args.dt or 0.5, "equilibrate": args.equilibrate, "rows": len(prod),
+    out = {"beads": args.beads, "steps": args.steps, "dt_fs": args.dt or 0.5, "splitting": args.splitting or "obabo", "equilibrate": args.equilibrate, "rows": len(prod),
            "wall_s": wall, "step_s": wall / args.steps}
     for key, col, n in (("kinetic_H_eV", 6, n_h), ("kinetic_N_eV", 7, n_n), ("kinetic_virial_eV", 5, 1),
                         ("potential_eV", 4, 1), ("temperature_K", 3, 1), ("pressure_GPa", 8, 1)):
