@@ -176,3 +176,28 @@ def test_a_hole_in_the_model_stops_the_run(capsys):
     assert cli(args + ["--beads", "1"]) == 0
     assert cli(args + ["--beads", "8"]) == 3
     assert "spurious minimum" in capsys.readouterr().err
+
+
+def test_pile_g_samples_a_free_molecule_at_the_target_temperature():
+    # a harmonic dimer whose centre of mass moves freely: PILE-G conserves the total momentum, so
+    # the rescaling must count 3N - 3 degrees of freedom (with 3N the dimer ran at twice T)
+    kT, k_spring = KB * 300.0, 20.0
+
+    def force(R, **kw):
+        d = R[:, 0] - R[:, 1]
+        return jnp.stack([-k_spring * d, k_spring * d], axis=1)
+
+    with jax.enable_x64(True):
+        for thermostat in ("pile-g", "pile-l"):
+            init, apply = ring_polymer_langevin(force, 0.5 * FS, kT, 1, tau=10 * FS, thermostat=thermostat)
+            state = init(jax.random.PRNGKey(2), jnp.array([[0.0, 0, 0], [1.0, 0, 0]]), jnp.array([1.0, 14.0]))
+
+            @jax.jit
+            def run(s):
+                def block(s, _):
+                    s = jax.lax.fori_loop(0, 5, lambda i, s: apply(s), s)
+                    return s, 0.5 * k_spring * jnp.sum((s.position[0, 0] - s.position[0, 1]) ** 2)
+                return jax.lax.scan(block, s, None, length=40000)[1]
+
+            v = np.asarray(run(state))[4000:]
+            assert v.mean() / (1.5 * kT) == pytest.approx(1.0, abs=0.05), thermostat

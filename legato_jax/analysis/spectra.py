@@ -89,6 +89,11 @@ def spectrum_of(frames: Sequence[Atoms], label: str, max_lag_fs: float | None = 
     from ase.data import chemical_symbols
 
     v, dt = frame_velocities(frames, where)
+    longest = (len(frames) // 2) * dt
+    if max_lag_fs is not None and max_lag_fs > longest:
+        raise ConfigError(f"{where}: a correlation length of {max_lag_fs:g} fs needs at least {2 * max_lag_fs:g} fs of "
+                          f"frames (every lag averaged over half the run or more); this one spans "
+                          f"{(len(frames) - 1) * dt:g} fs: give --max-lag-fs {longest:g} or less")
     max_lag = None if max_lag_fs is None else max(2, int(round(max_lag_fs / dt)))
     numbers, masses = frames[0].numbers, frames[0].get_masses()
     density = {}

@@ -21,8 +21,14 @@ class PathSocketClient(SocketClient):
         from ase.parallel import world
 
         self.comm = world
+        if world.size > 1:
+            raise ConfigError("legato ipi runs as one process (the model is not MPI-parallel); drop mpirun")
         sock = socket.socket(socket.AF_UNIX)
-        sock.connect(path)
+        try:
+            sock.connect(path)
+        except OSError:
+            sock.close()
+            raise
         sock.settimeout(timeout)
         self.host, self.port, self.unixsocket = None, None, path
         self.protocol = IPIProtocol(sock, txt=log)

@@ -31,6 +31,8 @@ def main(args) -> int:
 
     if args.host is not None and args.port is None:
         raise ConfigError("--host needs --port (i-PI's <port> in its ffsocket)")
+    if args.unix is not None and args.port is not None:
+        raise ConfigError("--port goes with --host (TCP); a UNIX socket (--unix) has no port")
     if args.structure is None and args.ammonia is None:
         raise ConfigError("give --structure FILE: the structure i-PI starts from (species and atom order must match)")
     atoms, _ = build_structure(args)

@@ -6,8 +6,15 @@ from __future__ import annotations
 import sys
 
 from legato_jax.cli.md import add_structure_arguments, build_structure, model_name
-from legato_jax.cli.options import add_json_option, check_json_target, emit, nonnegative_float, nonnegative_int
-from legato_jax.cli.options import positive_float, positive_int
+from legato_jax.cli.options import (
+    add_json_option,
+    check_json_target,
+    emit,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
 from legato_jax.errors import ConfigError
 
 
@@ -123,9 +130,11 @@ def convergence_table(summaries: list[dict]) -> str:
     """Per-atom quantum kinetic energy of each element (centroid virial, meV) against P."""
     symbols = [k.split("_")[1] for k in summaries[0] if k.startswith("kinetic_") and k.endswith("_eV")
                and k not in ("kinetic_virial_eV", "kinetic_primitive_eV")]
+    from legato_jax.md.integrate import KB
+
     s0 = summaries[0]
     head = (f"Quantum kinetic energy per atom (centroid virial, meV; classical 3kT/2 = "
-            f"{1.5 * 8.617333262e-5 * s0['temperature_K'] * 1e3:.2f}), {s0['model']}, {s0['n_atoms']} atoms, "
+            f"{1.5 * KB * s0['temperature_K'] * 1e3:.2f}), {s0['model']}, {s0['n_atoms']} atoms, "
             f"{s0['temperature_K']:g} K, {s0['production_steps']} steps of {s0['dt_fs']} fs")
     lines = [head, "| P | " + " | ".join(f"{s} kinetic" for s in symbols) + " | " +
              " | ".join(f"{s} gyration (Å)" for s in symbols) + " | ms/step |",

@@ -27,7 +27,7 @@ from legato_jax.experiments.failure import CRITERIA, FailureCriteria, make_check
 from legato_jax.md.energy import MDSystem
 from legato_jax.md.engine import block_scan, host_blocks, run_stages
 from legato_jax.md.integrate import (Stage, Start, allocate, kinetic_energy, make_integrator, reallocate_batch,
-                                     start_stage, temperature)
+                                     start_stage, temperature, update_batch)
 from legato_jax.md.recorder import Recorder
 from legato_jax.md.systems import initial_momenta, masses
 
@@ -82,13 +82,12 @@ def _chunk_fn(system: MDSystem, apply_fn: Callable, check: Callable, stop_mask, 
     `seen` marks the criteria that have fired so far in each replica."""
     n = system.n_atoms
 
-    def one_block(state, nb, alive):
-        def step(_, carry):
-            s, b = carry
-            s = apply_fn(s, neighbor=b)
-            return s, b.update(s.position)
+    def step(_, carry):
+        s, b = carry
+        s = jax.vmap(lambda st, nb: apply_fn(st, neighbor=nb))(s, b)
+        return s, update_batch(system, b, s.position)
 
-        new_s, new_b = jax.lax.fori_loop(0, every, step, (state, nb))
+    def judge(state, nb, new_s, new_b, alive):
         energy = system.energy_fn(new_s.position, new_b)
         T = temperature(kinetic_energy(new_s.momentum, new_s.mass), n)
         fired = check(new_s.position, new_b, T, energy, new_s.force)
@@ -98,7 +97,8 @@ def _chunk_fn(system: MDSystem, apply_fn: Callable, check: Callable, stop_mask, 
     def block(carry):
         s, b, seen = carry
         alive = ~jnp.all(seen | ~stop_mask, axis=1)
-        s, b, fired = jax.vmap(one_block)(s, b, alive)
+        new_s, new_b = jax.lax.fori_loop(0, every, step, (s, b))
+        s, b, fired = jax.vmap(judge)(s, b, new_s, new_b, alive)
         return (s, b, seen | fired), fired
 
     scan = block_scan(block, blocks)

@@ -57,6 +57,7 @@ class MDSystem:
     pair_geometry: Callable | None = None  # (R, neighbor) -> (lengths, mask, covalent radius sums), per list edge
     fractional: bool = False  # positions in fractional coordinates of a changing box (NPT)
     model_edges: Callable | None = None  # (neighbor) -> edge slots the model evaluates (the exact-edge buffer)
+    edge_check: Callable | None = None  # (R, neighbor) -> neighbor flagged overflowed when its pairs within r_max outgrow that buffer
 
     @property
     def volume(self) -> float:
@@ -246,16 +247,19 @@ def model_energy(potential: Potential, params, species: np.ndarray, cell: np.nda
         vol = volume if box is None else jnp.abs(jnp.linalg.det(box))
         return energy, 0.5 * (d_strain + d_strain.T) / vol
 
+    edge_check = None
     if exact_edges:
-        neighbor_fn = _budgeted(neighbor_fn, budget, pair_geometry, r_max, edge_margin, edge_slack, fractional)
+        neighbor_fn, edge_check = _budgeted(neighbor_fn, budget, pair_geometry, r_max, edge_margin, edge_slack,
+                                            fractional)
     return MDSystem(energy_fn, energy_stress_fn, neighbor_fn, displacement, shift, cell, n, r_max + skin, r_max,
-                    pair_geometry, fractional, lambda nbrs: budget.capacity(nbrs.idx.shape[-1]))
+                    pair_geometry, fractional, lambda nbrs: budget.capacity(nbrs.idx.shape[-1]), edge_check)
 
 
 def _budgeted(neighbor_fn, budget: _EdgeBudget, pair_geometry: Callable, r_max: float, margin: float, slack: int,
               fractional: bool):
-    """The list functions with the exact-edge buffer's bookkeeping: the first allocation sets its
-    size, every update flags an overflow when the pairs within r_max exceed it."""
+    """The list functions with the exact-edge buffer's bookkeeping (the first allocation sets its
+    size, every update flags an overflow when the pairs within r_max exceed it), and that check
+    alone: check(R, nbrs) -> nbrs flagged, what an update that rebuilds nothing does."""
     base_allocate = neighbor_fn.allocate
     base_update = []  # the list's own update function, taken from the first allocation
 
@@ -268,9 +272,11 @@ def _budgeted(neighbor_fn, budget: _EdgeBudget, pair_geometry: Callable, r_max: 
             return nbrs.set(overflow=nbrs.overflow | too_many)
         return nbrs.set(error=nbrs.error.update(partition.PartitionErrorCode.NEIGHBOR_LIST_OVERFLOW, too_many))
 
+    def check(R, nbrs, **kw):
+        return flagged(nbrs, in_range(R, nbrs, kw) > budget.capacity(nbrs.idx.shape[-1]))
+
     def update(R, nbrs, **kw):
-        new = base_update[0](R, nbrs, **kw).set(update_fn=update)
-        return flagged(new, in_range(R, new, kw) > budget.capacity(new.idx.shape[-1]))
+        return check(R, base_update[0](R, nbrs, **kw).set(update_fn=update), **kw)
 
     def allocate(R, extra_capacity: int = 0, **kw):
         nbrs = base_allocate(R, extra_capacity=extra_capacity, **kw)
@@ -282,4 +288,4 @@ def _budgeted(neighbor_fn, budget: _EdgeBudget, pair_geometry: Callable, r_max: 
             budget.fraction = min(1.0, (margin * count + slack) / size)
         return flagged(nbrs.set(update_fn=update), count > budget.capacity(size))
 
-    return dataclasses.replace(neighbor_fn, allocate=allocate, update=update)
+    return dataclasses.replace(neighbor_fn, allocate=allocate, update=update), check

@@ -285,3 +285,16 @@ def reallocate_batch(system: MDSystem, positions, old) -> tuple[Any, Any]:
     sizes = [system.neighbor_fn.allocate(p).idx.shape[-1] for p in positions]
     big = reallocate(system, positions[int(np.argmax(sizes))], old)
     return big, rebuild_batch(system, big, positions)
+
+
+def update_batch(system: MDSystem, nbrs, positions) -> Any:
+    """The lists of a batch (replicas, beads) updated to `positions` (batch, N, 3). Under vmap,
+    jax-md's rebuild-or-keep `cond` turns into a select that rebuilds every list at every step; here
+    the batched update runs only once some member has moved near half the skin (it then keeps or
+    rebuilds each list as its own update decides), and otherwise only the exact-edge check runs."""
+    near_sq = (0.45 * (system.cutoff - system.r_max)) ** 2  # below jax-md's (skin / 2)^2: never late
+    step = jax.vmap(jax.vmap(system.displacement_fn))(positions, nbrs.reference_position.astype(positions.dtype))
+    moved = jnp.any(jnp.sum(step**2, axis=-1) > near_sq)  # any(): a NaN member (a frozen failed replica) blocks no one
+    check = system.edge_check or (lambda R, nb: nb)
+    return jax.lax.cond(moved, lambda: jax.vmap(lambda nb, R: nb.update(R))(nbrs, positions),
+                        lambda: jax.vmap(check)(positions, nbrs))

@@ -59,10 +59,12 @@ def ring_frequencies(beads: int, kT: float) -> np.ndarray:
 
 
 def to_modes(x: jax.Array, C: jax.Array) -> jax.Array:
+    """Bead coordinates (P, N, 3) -> normal-mode coordinates (mode 0: sqrt(P) x the centroid)."""
     return jnp.einsum("jk,jna->kna", C, x)
 
 
 def from_modes(x: jax.Array, C: jax.Array) -> jax.Array:
+    """Normal-mode coordinates (P, N, 3) -> bead coordinates."""
     return jnp.einsum("jk,kna->jna", C, x)
 
 
@@ -86,10 +88,11 @@ def bussi_factor(key: jax.Array, kinetic, target, dof: int, c1):
     k1, k2 = jax.random.split(key)
     r1 = jax.random.normal(k1, (), kinetic.dtype)
     rest = 2.0 * jax.random.gamma(k2, (dof - 1) / 2.0, (), kinetic.dtype)  # chi^2 with dof - 1
-    ratio = target / (dof * kinetic)
+    moving = kinetic > 0  # nothing to rescale at rest (a single atom with its momentum removed)
+    ratio = target / (dof * jnp.where(moving, kinetic, 1.0))
     alpha2 = c1 + (1 - c1) * (r1 * r1 + rest) * ratio + 2 * r1 * jnp.sqrt(c1 * (1 - c1) * ratio)
     sign = jnp.sign(r1 + jnp.sqrt(c1 / ((1 - c1) * ratio)))
-    return sign * jnp.sqrt(alpha2)
+    return jnp.where(moving, sign * jnp.sqrt(alpha2), 1.0)
 
 
 def ring_polymer_langevin(force_fn: Callable, dt: float, kT: float, beads: int, *, tau: float | None = None,
@@ -113,6 +116,14 @@ def ring_polymer_langevin(force_fn: Callable, dt: float, kT: float, beads: int, 
     gamma[0] = 1.0 / tau if thermostat == "pile-l" else 0.0
     c1_np = np.exp(-gamma * dt)
 
+    def without_drift(momentum, mass):
+        """PILE-G conserves the total momentum (no Langevin on the centroid, forces summing to zero):
+        start it at zero, so that the rescaling's 3N - 3 degrees of freedom are the moving ones."""
+        if thermostat != "pile-g" or momentum.shape[1] < 2:
+            return momentum
+        drift = jnp.sum(momentum, axis=(0, 1)) / (beads * jnp.sum(mass))
+        return momentum - mass[None] * drift
+
     def init_fn(key, position, mass, momenta=None, **kw) -> RingPolymerState:
         position = jnp.asarray(position)
         if position.ndim == 2:  # every bead at the classical position
@@ -127,7 +138,7 @@ def ring_polymer_langevin(force_fn: Callable, dt: float, kT: float, beads: int, 
         momenta = jnp.asarray(momenta, dtype)
         if momenta.ndim == 2:
             momenta = jnp.broadcast_to(momenta, position.shape)
-        return RingPolymerState(position, momenta, force_fn(position, **kw), mass, key)
+        return RingPolymerState(position, without_drift(momenta, mass), force_fn(position, **kw), mass, key)
 
     def thermostat_step(state: RingPolymerState) -> RingPolymerState:
         dtype = state.momentum.dtype
@@ -141,7 +152,7 @@ def ring_polymer_langevin(force_fn: Callable, dt: float, kT: float, beads: int, 
             key, split = jax.random.split(key)
             c1g = jnp.exp(jnp.asarray(-dt / tau, dtype))
             kinetic = 0.5 * jnp.sum(p[0] ** 2 / state.mass)
-            dof = p[0].size
+            dof = p[0].size - (3 if p.shape[1] > 1 else 0)
             p = p.at[0].multiply(bussi_factor(split, kinetic, 0.5 * dof * kT_P, dof, c1g))
         return state.set(momentum=from_modes(p, C), rng=key)
 
