@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_demo_runs_on_the_shipped_defaults(tmp_path):
     # the default MD (512 atoms, 300 steps) and time-to-failure part (64, 128 and 256 atoms, 4
-    # replicas, up to 400 steps) take minutes: fewer steps and smaller systems here, every part runs
+    # replicas, up to 250 steps) take minutes: fewer steps and smaller systems here, every part runs
     proc = subprocess.run([sys.executable, "-m", "legato_jax.cli.main", "demo", "--out", str(tmp_path),
                            "--md-steps", "120", "--md-molecules", "32", "--ttf-sizes", "64", "128",
                            "--ttf-replicas", "2",

@@ -44,7 +44,7 @@ def register(sub) -> None:
     p.add_argument("--ttf-replicas", type=positive_int, default=4, help="replicas per size and model")
     p.add_argument("--ttf-preset", default="paper-code",
                    help="MD preset of the time-to-failure runs (legato_jax/md/presets; paper-code: the paper's LAMMPS protocol)")
-    p.add_argument("--ttf-max-steps", type=positive_int, default=400, help="step limit of each replica")
+    p.add_argument("--ttf-max-steps", type=positive_int, default=250, help="step limit of each replica")
     p.add_argument("--ttf-criteria", nargs="+", default=["nh_bond"], help="failure criteria reported")
     p.set_defaults(func=run)
 
