@@ -16,7 +16,7 @@ from legato_jax.errors import ConfigError, DataError
 
 FS_TO_CM1 = 1e15 / 2.99792458e10  # a frequency of 1/fs in cm^-1
 # bands of liquid ammonia (cm^-1): librations, umbrella (symmetric bend), H-N-H bend, N-H stretch
-AMMONIA_BANDS = {"libration": (150.0, 700.0), "umbrella": (800.0, 1300.0), "bend": (1450.0, 1800.0),
+AMMONIA_BANDS = {"libration": (150.0, 700.0), "umbrella": (800.0, 1300.0), "bend": (1350.0, 1800.0),
                  "stretch": (2900.0, 3700.0)}
 
 
