@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from ase.io import read
 
-from legato_jax.md.pimd import block_error
+from legato_jax.data.generate import block_standard_error
 
 EXAMPLE = Path(__file__).parents[1] / "configs" / "ipi"
 
@@ -66,7 +66,7 @@ def main() -> int:
     for key, col, n in (("kinetic_H_eV", 6, n_h), ("kinetic_N_eV", 7, n_n), ("kinetic_virial_eV", 5, 1),
                         ("potential_eV", 4, 1), ("temperature_K", 3, 1), ("pressure_GPa", 8, 1)):
         out[key] = float(prod[:, col].mean() / n)
-        out[key + "_err"] = block_error(prod[:, col] / n)
+        out[key + "_err"] = block_standard_error(prod[:, col] / n, max(1, len(prod) // 10))
     print(json.dumps(out, indent=1))
     return 0
 

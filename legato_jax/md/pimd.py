@@ -24,6 +24,7 @@ import numpy as np
 from ase import Atoms
 from ase.io import write
 
+from legato_jax.data.generate import block_standard_error
 from legato_jax.data.graph import TypeMap
 from legato_jax.errors import ConfigError
 from legato_jax.md.energy import MDSystem, model_energy
@@ -228,16 +229,6 @@ class PIMDResult:
     state: RingPolymerState | None = None
 
 
-def block_error(x: np.ndarray, blocks: int = 10) -> float:
-    """Standard error of the mean of a correlated series from `blocks` block averages."""
-    x = np.asarray(x, float)
-    n = len(x) // blocks
-    if n < 1:
-        return float("nan")
-    means = x[: n * blocks].reshape(blocks, n).mean(axis=1)
-    return float(means.std(ddof=1) / np.sqrt(blocks))
-
-
 def species_columns(numbers: np.ndarray) -> dict[str, np.ndarray]:
     """Atom indices of each element, in order of atomic number."""
     from ase.data import chemical_symbols
@@ -262,7 +253,7 @@ def thermo_rows(obs: PIObservation, first_step: int, time0_fs: float, stage_inde
 
 
 def summarize(rows: list[dict], stage_index: int, n_atoms: int, groups: dict[str, np.ndarray]) -> dict:
-    """Production averages with block-averaged standard errors."""
+    """Production averages with standard errors from 10 block averages."""
     prod = [r for r in rows if r["stage"] == stage_index]
     keys = ["potential_eV", "kinetic_virial_eV", "kinetic_primitive_eV", "bead_temperature_K", "pressure_GPa"]
     keys += [f"kinetic_{s}_eV" for s in groups] + [f"gyration_{s}_A" for s in groups]
@@ -270,7 +261,7 @@ def summarize(rows: list[dict], stage_index: int, n_atoms: int, groups: dict[str
     for k in keys:
         x = np.array([r[k] for r in prod])
         out[k] = float(x.mean()) if len(x) else float("nan")
-        out[k + "_err"] = block_error(x)
+        out[k + "_err"] = block_standard_error(x, max(1, len(x) // 10)) if len(x) else float("nan")
     out["kinetic_virial_eV_per_atom"] = out["kinetic_virial_eV"] / n_atoms
     out["potential_eV_per_atom"] = out["potential_eV"] / n_atoms
     return out
