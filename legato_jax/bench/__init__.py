@@ -8,7 +8,7 @@ from legato_jax.lazy import lazy_exports
 
 _EXPORTS = {
     "median_time": "timing",
-    "bench_legato": "inference", "bench_nequip": "inference", "matmul_peak_gflops": "inference",
+    "bench_legato": "inference", "bench_nequip": "inference", "NequipPeer": "inference", "matmul_peak_gflops": "inference",
     "bench_size": "md",
     "time_steps": "train",
     "measure": "parallel_scaling", "modelled_efficiency": "parallel_scaling",

@@ -8,6 +8,7 @@ import dataclasses
 import importlib
 import os
 import resource
+import tempfile
 import time
 from contextlib import nullcontext
 
@@ -23,6 +24,7 @@ from legato_jax.data.neighbors import neighbor_list
 from legato_jax.model.config import AllegroConfig, ModelStats
 from legato_jax.model.potential import Potential, parameter_count
 from legato_jax.cli.options import positive_int
+from legato_jax.bench.peer_train import peer_model
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
@@ -84,102 +86,199 @@ def nequip_available() -> bool:
     return True
 
 
-def peer_mapping(config: AllegroConfig) -> dict:
-    """Closest nequip-allegro (0.8 architecture) settings to our 0.2.0-style config."""
-    return {
-        "r_max": config.r_max, "l_max": config.l_max, "num_layers": config.num_layers,
-        "num_tensor_features": config.num_channels, "num_scalar_features": config.latent_mlp[-1],
-        "parity": config.parity != "so3", "num_bessels": config.num_bessel,
-        "polynomial_cutoff_p": config.polynomial_p, "radial_chemical_embed_dim": config.two_body_mlp[0],
-    }
+def peer_defaults_config(config: AllegroConfig) -> AllegroConfig:
+    """Our config closest to nequip-allegro 0.8's AllegroModel defaults (2 layers, 64 scalar and
+    16 tensor features, MLPs of one hidden layer: 64 wide, readout 32), keeping r_max, l_max,
+    parity and the radial basis of `config` (the peer has no defaults for those)."""
+    return dataclasses.replace(config, num_layers=2, num_channels=16, two_body_mlp=(64, 64, 64), latent_mlp=(64,),
+                               edge_energy_mlp=(32,), edge_block=None)
 
 
-def bench_nequip(atoms, config: AllegroConfig, repeats: int) -> dict:
-    """Energy + forces per call of nequip-allegro's AllegroModel (eager, 1 process)."""
-    import torch
-    from allegro.model import AllegroModel
-    from nequip.data import AtomicDataDict, from_ase
-    from nequip.data.transforms import ChemicalSpeciesToAtomTypeMapper, NeighborListTransform
-    from nequip.utils.global_state import set_global_state
+def peer_kwargs(config: AllegroConfig) -> dict:
+    """AllegroModel keyword arguments of the peer closest to `config` (the mapping `legato bench
+    train --peer` trains with), with fixed statistics in place of the data's."""
+    kwargs = {k: v for k, v in peer_model(config, seed=0).items() if k != "_target_"}
+    kwargs.update(avg_num_neighbors=50.0, per_type_energy_shifts=0.0, per_type_energy_scales=1.0)
+    return kwargs
 
-    set_global_state()
-    m = peer_mapping(config)
-    model = AllegroModel(
-        seed=0, model_dtype="float32", type_names=list(config.species), r_max=m["r_max"], l_max=m["l_max"],
-        parity=m["parity"], num_layers=m["num_layers"], num_scalar_features=m["num_scalar_features"],
-        num_tensor_features=m["num_tensor_features"],
-        radial_chemical_embed={"_target_": "allegro.nn.TwoBodyBesselScalarEmbed", "num_bessels": m["num_bessels"],
-                               "bessel_trainable": True, "polynomial_cutoff_p": m["polynomial_cutoff_p"]},
-        radial_chemical_embed_dim=m["radial_chemical_embed_dim"], avg_num_neighbors=50.0,
-    ).eval()
-    data = from_ase(atoms)
-    species = list(config.species)
-    data = ChemicalSpeciesToAtomTypeMapper(
-        model_type_names=species, chemical_species_to_atom_type_map={s: s for s in species}
-    )(data)
-    t0 = time.perf_counter()
-    data = NeighborListTransform(r_max=config.r_max)(data)
-    nl_s = time.perf_counter() - t0
 
-    def call():
-        d = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in data.items()}
-        out = model(d)
-        return out[AtomicDataDict.FORCE_KEY]
+class NequipPeer:
+    """nequip-allegro 0.8's AllegroModel for energy + forces, eager and as an AOTInductor export
+    (nequip's own export path, `nequip-compile --mode aotinductor` in-process, with Inductor's C++
+    kernels on one thread: on 2-core CPUs its default opens an OpenMP region per small kernel)."""
 
-    call()
-    call_s = median_time(call, repeats)
-    n = len(atoms)
-    return {"atoms": n, "params": int(sum(p.numel() for p in model.parameters())), "neighbour_list_s": nl_s,
-            "call_s": call_s, "us_per_atom": 1e6 * call_s / n, "torch_threads": torch.get_num_threads()}
+    def __init__(self, config: AllegroConfig, workdir: str):
+        import torch
+        from allegro.model import AllegroModel
+        from nequip.utils.global_state import set_global_state
+
+        set_global_state()
+        self.torch, self.config, self.workdir = torch, config, workdir
+        os.makedirs(workdir, exist_ok=True)
+        self.model = AllegroModel(**peer_kwargs(config)).eval()
+        self.params = int(sum(p.numel() for p in self.model.parameters()))
+        self.aoti = None
+
+    def data(self, atoms) -> tuple[dict, float]:
+        from nequip.data import from_ase
+        from nequip.data.transforms import ChemicalSpeciesToAtomTypeMapper, NeighborListTransform
+
+        species = list(self.config.species)
+        data = ChemicalSpeciesToAtomTypeMapper(
+            model_type_names=species, chemical_species_to_atom_type_map={s: s for s in species})(from_ase(atoms))
+        t0 = time.perf_counter()
+        data = NeighborListTransform(r_max=self.config.r_max)(data)
+        return data, time.perf_counter() - t0
+
+    def eager(self, data: dict):
+        from nequip.data import AtomicDataDict
+
+        d = {k: (v.clone() if self.torch.is_tensor(v) else v) for k, v in data.items()}
+        return self.model(d)[AtomicDataDict.FORCE_KEY]
+
+    def export(self, data: dict) -> float:
+        """Export once with dynamic atom and edge counts (every size reuses it); returns seconds."""
+        from nequip.data import AtomicDataDict
+        from nequip.nn.compile import DictInputOutputWrapper
+        from nequip.scripts._compile_utils import (PAIR_NEQUIP_INPUTS, single_frame_batch_map_settings,
+                                                   single_frame_data_settings)
+        from nequip.utils.aot import aot_export_model
+
+        self.torch._inductor.config.cpp.threads = 1
+        dim = self.torch.export.Dim
+        batch_map = single_frame_batch_map_settings(
+            {"graph": dim("num_frames", min=2), "node": dim("num_nodes", min=2), "edge": dim("num_edges", min=2)})
+        self.fields = (PAIR_NEQUIP_INPUTS, [AtomicDataDict.TOTAL_ENERGY_KEY, AtomicDataDict.FORCE_KEY])
+        path = os.path.join(self.workdir, "peer.nequip.pt2")
+        t0 = time.perf_counter()
+        aot_export_model(model=self.model, device="cpu", input_fields=self.fields[0], output_fields=self.fields[1],
+                         data=single_frame_data_settings(dict(data)), batch_map=batch_map, output_path=path)
+        seconds = time.perf_counter() - t0
+        self.aoti = DictInputOutputWrapper(self.torch._inductor.aoti_load_package(path), *self.fields)
+        return seconds
+
+    def compiled(self, data: dict):
+        from nequip.data import AtomicDataDict
+
+        return self.aoti({k: data[k] for k in self.fields[0]})[AtomicDataDict.FORCE_KEY]
+
+    def flops(self, data: dict) -> float:
+        """FLOPs of one eager energy + forces call as torch's profiler counts them (matmuls and
+        elementwise products and sums)."""
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+            self.eager(data)
+        return float(sum(e.flops for e in prof.key_averages()))
+
+
+def bench_nequip(peer: NequipPeer, atoms, repeats: int, aoti: bool) -> dict:
+    """Energy + forces per call of the peer, eager and (with `aoti`) exported."""
+    data, nl_s = peer.data(atoms)
+    peer.eager(data)
+    row = {"atoms": len(atoms), "params": peer.params, "neighbour_list_s": nl_s,
+           "call_s": median_time(lambda: peer.eager(data), repeats), "gflop": peer.flops(data) / 1e9,
+           "torch_threads": peer.torch.get_num_threads()}
+    if aoti:
+        if peer.aoti is None:
+            row["aoti_export_s"] = peer.export(data)
+        forces = peer.compiled(data)
+        row["aoti_force_diff"] = float((forces - peer.eager(data)).abs().max())
+        row["aoti_call_s"] = median_time(lambda: peer.compiled(data), repeats)
+    return row
+
+
+def bench_model(config: AllegroConfig, args: argparse.Namespace, workdir: str) -> list[dict]:
+    """Ours and (when importable and asked for) the peer at every size, one model."""
+    peer, peer_error = None, None
+    if args.peer and nequip_available():
+        try:
+            peer = NequipPeer(config, workdir)
+        except Exception as exc:  # the peer is optional; report why it did not run
+            peer_error = f"{type(exc).__name__}: {exc}"
+    rows = []
+    for n in args.sizes:
+        atoms = tiled_ammonia_packing(n, seed=0)
+        row = {"size": n, "legato": bench_legato(atoms, config, args.repeats, args.profile)}
+        if peer is not None:
+            try:
+                row["nequip"] = bench_nequip(peer, atoms, args.repeats, args.aoti)
+            except Exception as exc:
+                row["nequip_error"] = f"{type(exc).__name__}: {exc}"
+        elif peer_error:
+            row["nequip_error"] = peer_error
+        rows.append(row)
+    return rows
 
 
 def run(args: argparse.Namespace) -> dict:
     config = AllegroConfig.from_yaml(args.config)
     if args.edge_block is not None:
         config = dataclasses.replace(config, edge_block=args.edge_block)
+    models = [("config", config)] + ([("peer defaults", peer_defaults_config(config))] if args.peer_defaults else [])
     peak = matmul_peak_gflops()
-    rows = []
-    for n in args.sizes:
-        atoms = tiled_ammonia_packing(n, seed=0)
-        row = {"size": n, "legato": bench_legato(atoms, config, args.repeats, args.profile)}
-        if args.peer and nequip_available():
-            try:
-                row["nequip"] = bench_nequip(atoms, config, args.repeats)
-            except Exception as exc:  # the peer is optional; report why it did not run
-                row["nequip_error"] = f"{type(exc).__name__}: {exc}"
-        rows.append(row)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="legato_bench_") as workdir:
+        for name, cfg in models:
+            rows = bench_model(cfg, args, os.path.join(workdir, name.replace(" ", "_")))
+            results.append({"name": name, "model": dataclasses.asdict(cfg), "peer_kwargs": peer_kwargs(cfg), "rows": rows})
     peak = max(peak, matmul_peak_gflops())  # measured again after the rows: the best of both
-    report = {
-        "config": args.config, "device": str(jax.devices()[0]), "matmul_peak_gflops": peak, "rows": rows,
+    return {
+        "config": args.config, "device": str(jax.devices()[0]), "matmul_peak_gflops": peak, "models": results,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peer": "nequip-allegro" if nequip_available() else "not importable (pip install torch==2.13.0 nequip-allegro)",
-        "peer_mapping": peer_mapping(config),
     }
-    return report
 
 
-def format_report(r: dict) -> str:
+def _ratio(a, b) -> str:
+    return f"{a / b:.2f}x" if a and b else "-"
+
+
+def format_model(m: dict, peak: float) -> list[str]:
+    """One model's table: ours, then the peer eager and exported, ratios per call and per FLOP
+    (peer GFLOP/s over ours: < 1 means we do more useful arithmetic per second)."""
     lines = [
-        f"inference benchmark, {r['config']}, device {r['device']}",
-        f"float32 matmul peak (XLA, 2048^3, best of 20 calls before and after): {r['matmul_peak_gflops']:.1f} GFLOP/s; peer: {r['peer']}",
-        f"{'atoms':>6} {'edges':>8} {'NL ms':>7} {'compile s':>9} {'E+F ms':>9} {'us/atom':>8} "
-        f"{'GFLOP':>7} {'GFLOP/s':>8} {'% peak':>6} {'XLA MiB':>8} {'peer ms':>9} {'peer/us':>8}",
+        f"{'atoms':>6} {'edges':>8} {'compile s':>9} {'E+F ms':>9} {'us/atom':>8} {'GFLOP':>7} {'% peak':>6} "
+        f"{'KiB/edge':>8} | {'peer GFLOP':>10} {'eager ms':>9} {'AOTI ms':>9} {'eager/us':>8} {'AOTI/us':>8} "
+        f"{'per FLOP: eager/us':>18} {'AOTI/us':>8}",
     ]
-    for row in r["rows"]:
-        L = row["legato"]
-        peer = row.get("nequip")
+    for row in m["rows"]:
+        L, P = row["legato"], row.get("nequip") or {}
+        kib = (L["xla_peak_mib"] or float("nan")) * 1024 / L["edges"]
+        ours_rate = L["gflop"] / L["call_s"]
+        eager_rate = P["gflop"] / P["call_s"] if P else None
+        aoti_rate = P["gflop"] / P["aoti_call_s"] if "aoti_call_s" in P else None
         lines.append(
-            f"{L['atoms']:6d} {L['edges']:8d} {1e3 * L['neighbour_list_s']:7.1f} {L['compile_s']:9.1f} "
-            f"{1e3 * L['call_s']:9.1f} {L['us_per_atom']:8.1f} {L['gflop']:7.1f} {L['gflops_rate']:8.1f} "
-            f"{100 * L['gflops_rate'] / r['matmul_peak_gflops']:6.1f} "
-            f"{(L['xla_peak_mib'] or float('nan')):8.0f} "
-            + (f"{1e3 * peer['call_s']:9.1f} {peer['call_s'] / L['call_s']:8.2f}" if peer else f"{'-':>9} {'-':>8}")
+            f"{L['atoms']:6d} {L['edges']:8d} {L['compile_s']:9.1f} {1e3 * L['call_s']:9.1f} {L['us_per_atom']:8.1f} "
+            f"{L['gflop']:7.1f} {100 * L['gflops_rate'] / peak:6.1f} {kib:8.1f} | "
+            + (f"{P['gflop']:10.1f} {1e3 * P['call_s']:9.1f} " if P else f"{'-':>10} {'-':>9} ")
+            + (f"{1e3 * P['aoti_call_s']:9.1f} " if "aoti_call_s" in P else f"{'-':>9} ")
+            + f"{_ratio(P.get('call_s'), L['call_s']):>8} {_ratio(P.get('aoti_call_s'), L['call_s']):>8} "
+            + f"{_ratio(ours_rate, eager_rate):>18} {_ratio(ours_rate, aoti_rate):>8}"
         )
         if "nequip_error" in row:
             lines.append(f"       peer failed: {row['nequip_error']}")
-    lines.append(f"parameters: legato {r['rows'][0]['legato']['params']}"
-                 + (f", nequip-allegro {r['rows'][0]['nequip']['params']}" if 'nequip' in r['rows'][0] else ""))
-    lines.append(f"peer mapping (nequip-allegro 0.8 AllegroModel): {r['peer_mapping']}")
+        if "aoti_export_s" in P:
+            lines.append(f"       peer AOTInductor export {P['aoti_export_s']:.0f} s (once, dynamic sizes); "
+                         f"max |F_AOTI - F_eager| {P['aoti_force_diff']:.1e} eV/Å; torch threads {P['torch_threads']}")
+    first = m["rows"][0]
+    lines.append(f"parameters: legato {first['legato']['params']}"
+                 + (f", nequip-allegro {first['nequip']['params']}" if "nequip" in first else ""))
+    return lines
+
+
+def format_report(r: dict) -> str:
+    peak = r["matmul_peak_gflops"]
+    lines = [
+        f"inference benchmark (energy + forces per call), {r['config']}, device {r['device']}",
+        f"float32 matmul peak (XLA, 2048^3, best of 20 calls before and after): {peak:.1f} GFLOP/s; peer: {r['peer']}",
+        "FLOPs: ours as XLA counts them, the peer's as torch's profiler counts them (matmuls, elementwise);"
+        " ratios are the peer's time (or time per FLOP) over ours",
+    ]
+    for m in r["models"]:
+        lines += ["", f"model: {m['name']} ({', '.join(f'{k}={v}' for k, v in m['model'].items() if k != 'species')})"]
+        lines += format_model(m, peak)
+        lines.append(f"peer (nequip-allegro 0.8 AllegroModel): {m['peer_kwargs']}")
     lines.append(f"process peak RSS: {r['peak_rss_mib']:.0f} MiB")
     return "\n".join(lines)
 
@@ -191,6 +290,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--edge-block", type=positive_int, default=None,
                    help="evaluate edges in blocks of this many (the model option edge_block)")
     p.add_argument("--no-peer", dest="peer", action="store_false", help="skip nequip-allegro even if importable")
+    p.add_argument("--no-aoti", dest="aoti", action="store_false",
+                   help="time the peer eager only (skip its AOTInductor export, which compiles for minutes)")
+    p.add_argument("--peer-defaults", action="store_true",
+                   help="also both models at nequip-allegro's default hyperparameters (r_max, l_max from --config)")
     p.add_argument("--profile", default=None, help="write a JAX profiler trace to this folder")
     add_json_option(p, "the results")
 
