@@ -36,7 +36,7 @@ class ScalarMLP(nn.Module):
                 w = w[np.asarray(in_order)]
             if k == len(self.widths) - 1 and out_order is not None:
                 w = w[:, np.asarray(out_order)]
-            x = x @ w / jnp.sqrt(jnp.asarray(x.shape[-1], x.dtype))
+            x = x @ (w * (1.0 / np.sqrt(x.shape[-1])).astype(x.dtype))  # scale the weight, not the edges
             if self.activate_hidden and k < len(self.widths) - 1:
                 x = act(x)
         return x
