@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from legato_jax.bench.inference import nequip_available, peer_defaults_config, peer_kwargs
+from legato_jax.bench.inference import nequip_available, peer_default_kwargs, peer_defaults_config, peer_kwargs
 from legato_jax.cli.main import main
 from legato_jax.model.config import AllegroConfig
 
@@ -27,15 +27,22 @@ def test_inference_rows_and_peer_defaults(tmp_path, capsys):
     assert r["models"][1]["model"]["num_layers"] == 2 and r["models"][1]["model"]["num_channels"] == 16
 
 
-def test_peer_defaults_map_back_to_the_peer_defaults():
-    """Our peer-defaults config maps to an AllegroModel whose width settings are the peer's own
-    defaults (2 layers, 64 scalar / 16 tensor features, one hidden layer of 64, readout 32)."""
-    kw = peer_kwargs(peer_defaults_config(AllegroConfig.from_yaml(TINY)))
+def test_peer_mapping_counts_hidden_layers():
+    """Our MLP widths end with the output layer, the peer counts hidden layers: the CPU preset's
+    linear latent map is depth 0, two widths are one hidden layer; the readout stays linear. The
+    peer-defaults config maps to the peer's default widths, and the peer at its defaults gets no
+    width settings at all."""
+    tiny = AllegroConfig.from_yaml(TINY)
+    assert peer_kwargs(tiny)["allegro_mlp_hidden_layers_depth"] == 0
+    kw = peer_kwargs(peer_defaults_config(tiny))
     assert (kw["num_layers"], kw["num_scalar_features"], kw["num_tensor_features"]) == (2, 64, 16)
     assert (kw["allegro_mlp_hidden_layers_depth"], kw["allegro_mlp_hidden_layers_width"]) == (1, 64)
     assert (kw["readout_mlp_hidden_layers_depth"], kw["readout_mlp_hidden_layers_width"]) == (1, 32)
+    assert kw["readout_mlp_nonlinearity"] is None
     assert (kw["scalar_embed_mlp_hidden_layers_depth"], kw["scalar_embed_mlp_hidden_layers_width"]) == (1, 64)
     assert kw["radial_chemical_embed_dim"] == 64 and kw["r_max"] == 3.5 and kw["l_max"] == 1
+    defaults = peer_default_kwargs(tiny)
+    assert defaults["r_max"] == 3.5 and not any("mlp" in k or "features" in k for k in defaults)
 
 
 @pytest.mark.slow

@@ -89,17 +89,26 @@ def nequip_available() -> bool:
 def peer_defaults_config(config: AllegroConfig) -> AllegroConfig:
     """Our config closest to nequip-allegro 0.8's AllegroModel defaults (2 layers, 64 scalar and
     16 tensor features, MLPs of one hidden layer: 64 wide, readout 32), keeping r_max, l_max,
-    parity and the radial basis of `config` (the peer has no defaults for those)."""
-    return dataclasses.replace(config, num_layers=2, num_channels=16, two_body_mlp=(64, 64, 64), latent_mlp=(64,),
+    parity and the radial basis of `config` (the peer has no defaults for those). Our readout
+    stays linear (Allegro 0.2.0's); the peer's default one has a SiLU."""
+    return dataclasses.replace(config, num_layers=2, num_channels=16, two_body_mlp=(64, 64, 64), latent_mlp=(64, 64),
                                edge_energy_mlp=(32,), edge_block=None)
+
+
+_FIXED_STATS = {"avg_num_neighbors": 50.0, "per_type_energy_shifts": 0.0, "per_type_energy_scales": 1.0}
 
 
 def peer_kwargs(config: AllegroConfig) -> dict:
     """AllegroModel keyword arguments of the peer closest to `config` (the mapping `legato bench
     train --peer` trains with), with fixed statistics in place of the data's."""
-    kwargs = {k: v for k, v in peer_model(config, seed=0).items() if k != "_target_"}
-    kwargs.update(avg_num_neighbors=50.0, per_type_energy_shifts=0.0, per_type_energy_scales=1.0)
-    return kwargs
+    return {**{k: v for k, v in peer_model(config, seed=0).items() if k != "_target_"}, **_FIXED_STATS}
+
+
+def peer_default_kwargs(config: AllegroConfig) -> dict:
+    """The peer at its own defaults: only what AllegroModel requires (cutoff, l_max, species, radial
+    basis) taken from `config`."""
+    keep = ("seed", "model_dtype", "type_names", "r_max", "l_max", "parity", "radial_chemical_embed")
+    return {**{k: v for k, v in peer_kwargs(config).items() if k in keep}, **_FIXED_STATS}
 
 
 class NequipPeer:
@@ -107,7 +116,7 @@ class NequipPeer:
     (nequip's own export path, `nequip-compile --mode aotinductor` in-process, with Inductor's C++
     kernels on one thread: on 2-core CPUs its default opens an OpenMP region per small kernel)."""
 
-    def __init__(self, config: AllegroConfig, workdir: str):
+    def __init__(self, config: AllegroConfig, kwargs: dict, workdir: str):
         import torch
         from allegro.model import AllegroModel
         from nequip.utils.global_state import set_global_state
@@ -115,7 +124,7 @@ class NequipPeer:
         set_global_state()
         self.torch, self.config, self.workdir = torch, config, workdir
         os.makedirs(workdir, exist_ok=True)
-        self.model = AllegroModel(**peer_kwargs(config)).eval()
+        self.model = AllegroModel(**kwargs).eval()
         self.params = int(sum(p.numel() for p in self.model.parameters()))
         self.aoti = None
 
@@ -188,12 +197,12 @@ def bench_nequip(peer: NequipPeer, atoms, repeats: int, aoti: bool) -> dict:
     return row
 
 
-def bench_model(config: AllegroConfig, args: argparse.Namespace, workdir: str) -> list[dict]:
+def bench_model(config: AllegroConfig, kwargs: dict, args: argparse.Namespace, workdir: str) -> list[dict]:
     """Ours and (when importable and asked for) the peer at every size, one model."""
     peer, peer_error = None, None
     if args.peer and nequip_available():
         try:
-            peer = NequipPeer(config, workdir)
+            peer = NequipPeer(config, kwargs, workdir)
         except Exception as exc:  # the peer is optional; report why it did not run
             peer_error = f"{type(exc).__name__}: {exc}"
     rows = []
@@ -215,13 +224,15 @@ def run(args: argparse.Namespace) -> dict:
     config = AllegroConfig.from_yaml(args.config)
     if args.edge_block is not None:
         config = dataclasses.replace(config, edge_block=args.edge_block)
-    models = [("config", config)] + ([("peer defaults", peer_defaults_config(config))] if args.peer_defaults else [])
+    models = [("config", config, peer_kwargs(config))]
+    if args.peer_defaults:
+        models.append(("peer defaults", peer_defaults_config(config), peer_default_kwargs(config)))
     peak = matmul_peak_gflops()
     results = []
     with tempfile.TemporaryDirectory(prefix="legato_bench_") as workdir:
-        for name, cfg in models:
-            rows = bench_model(cfg, args, os.path.join(workdir, name.replace(" ", "_")))
-            results.append({"name": name, "model": dataclasses.asdict(cfg), "peer_kwargs": peer_kwargs(cfg), "rows": rows})
+        for name, cfg, kwargs in models:
+            rows = bench_model(cfg, kwargs, args, os.path.join(workdir, name.replace(" ", "_")))
+            results.append({"name": name, "model": dataclasses.asdict(cfg), "peer_kwargs": kwargs, "rows": rows})
     peak = max(peak, matmul_peak_gflops())  # measured again after the rows: the best of both
     return {
         "config": args.config, "device": str(jax.devices()[0]), "matmul_peak_gflops": peak, "models": results,

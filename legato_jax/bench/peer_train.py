@@ -24,7 +24,8 @@ SUBSETS = (("train", "train"), ("validation", "val"), ("test", "test"))
 
 def peer_model(config: AllegroConfig, seed: int) -> dict:
     """nequip-allegro 0.8's AllegroModel closest to our Allegro 0.2.0-style config: the same radial
-    basis, cutoff, channels, layers and MLP widths; energy scale and shift from the data as ours."""
+    basis, cutoff, channels, layers, MLP depths and widths, linear readout; energy scale and shift
+    from the data as ours."""
     return {
         "_target_": "allegro.model.AllegroModel", "seed": seed, "model_dtype": config.dtype,
         "type_names": list(config.species), "r_max": config.r_max, "l_max": config.l_max,
@@ -37,9 +38,11 @@ def peer_model(config: AllegroConfig, seed: int) -> dict:
         "scalar_embed_mlp_hidden_layers_width": config.two_body_mlp[-1],
         "num_layers": config.num_layers, "num_scalar_features": config.two_body_mlp[-1],
         "num_tensor_features": config.num_channels,
-        "allegro_mlp_hidden_layers_depth": len(config.latent_mlp), "allegro_mlp_hidden_layers_width": config.latent_mlp[0],
+        # our MLP widths end with the output layer; the peer counts hidden layers before its output
+        "allegro_mlp_hidden_layers_depth": len(config.latent_mlp) - 1, "allegro_mlp_hidden_layers_width": config.latent_mlp[0],
         "readout_mlp_hidden_layers_depth": len(config.edge_energy_mlp),
         "readout_mlp_hidden_layers_width": config.edge_energy_mlp[0],
+        "readout_mlp_nonlinearity": None,  # Allegro 0.2.0's edge-energy MLP is linear (ours too)
         "avg_num_neighbors": "${training_data_stats:num_neighbors_mean}",
         "per_type_energy_shifts": "${training_data_stats:per_atom_energy_mean}",
         "per_type_energy_scales": "${training_data_stats:forces_rms}",
