@@ -75,7 +75,9 @@ def test_nose_hoover_conserves_its_invariant(tiny64, cell):
 
 @pytest.mark.parametrize("ensemble", ["langevin", "nose-hoover"])
 def test_thermostats_reach_the_target_temperature(tiny, cell, ensemble):
-    target, n = 300.0, len(cell)
+    # 200 K: the tiny test model (33 meV/Å) finds holes at 300 K within 3.5 ps in 2 of 5 seeds
+    # (measured, Nose-Hoover, at 1 and 0.5 fs); at 200 K it ran 6 of 6 (liquid ammonia's range)
+    target, n = 200.0, len(cell)
     cfg = MDConfig((Stage(ensemble, 500, 1.0, target, 25.0), Stage(ensemble, 3000, 1.0, target, 25.0)), 100.0,
                    every=10)
     res = run_md(*tiny, cell, cfg, progress=False)

@@ -71,14 +71,25 @@ def make_integrator(system: MDSystem, stage: Stage) -> tuple[Callable, Callable]
         raise ConfigError("NPT runs are NPT from start to end (every stage npt); run fixed-volume stages "
                           "separately (--restart from the NPT run's last frame)")
     if stage.ensemble == "nose-hoover":
-        return simulate.nvt_nose_hoover(system.energy_fn, system.shift_fn, dt, kT, tau=stage.tau_fs * FS)
+        init, apply = simulate.nvt_nose_hoover(system.energy_fn, system.shift_fn, dt, kT, tau=stage.tau_fs * FS)
+        return (lambda key, R, **kw: conserving_momentum(init(key, R, **kw), "chain")), apply
     if stage.ensemble == "npt":
         init, apply = simulate.npt_nose_hoover(system.energy_fn, system.shift_fn, dt, stage.pressure_bar * BAR, kT,
                                                barostat_kwargs={"tau": stage.barostat_tau_fs * FS},
                                                thermostat_kwargs={"tau": stage.tau_fs * FS})
         box = system.box0
-        return (lambda key, R, **kw: init(key, R, box, **kw)), apply
+        return (lambda key, R, **kw: conserving_momentum(init(key, R, box, **kw), "thermostat")), apply
     return simulate.nvt_langevin(system.energy_fn, system.shift_fn, dt, kT, gamma=1.0 / (stage.tau_fs * FS))
+
+
+def conserving_momentum(state, field: str):
+    """The state with its Nose-Hoover chain (`state.<field>`) acting on 3N - 3 degrees of freedom.
+
+    jax-md's chains count 3N, but the dynamics conserve the total momentum (zero here), so only
+    3N - 3 move: with 3N the chain holds their kinetic temperature at 3N / (3N - 3) x the target
+    (+1.6 % at 64 atoms). The chain masses follow the count at every step."""
+    chain = getattr(state, field)
+    return state.set(**{field: dataclasses.replace(chain, degrees_of_freedom=state.position.size - 3)})
 
 
 class Start(NamedTuple):
@@ -177,10 +188,12 @@ def make_chunk(system: MDSystem, stage: Stage, apply_fn: Callable, every: int, b
         if stage.ensemble == "nve":
             conserved = pe + ke
         elif stage.ensemble == "nose-hoover":
-            conserved = nose_hoover_invariant(pe, ke, state.chain, kT, state.position.size)
+            conserved = nose_hoover_invariant(pe, ke, state.chain, kT, state.chain.degrees_of_freedom)
         elif npt:
+            # jax-md's invariant counts 3N degrees of freedom in the chain's first term; ours has 3N - 3
             conserved = simulate.npt_nose_hoover_invariant(system.energy_fn, state, stage.pressure_bar * BAR, kT,
-                                                           neighbor=nbrs)
+                                                           neighbor=nbrs) - (
+                (state.position.size - state.thermostat.degrees_of_freedom) * kT * state.thermostat.position[0])
         else:
             conserved = jnp.full_like(pe, jnp.nan)
         position = system.real_positions(state.position, **kw)
