@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from ase.io import read
 
-from legato_jax.data.generate import block_standard_error
+from legato_jax.analysis.timeseries import block_standard_error, mean_and_error
 
 EXAMPLE = Path(__file__).parents[1] / "configs" / "ipi"
 
@@ -65,8 +65,9 @@ def main() -> int:
            "wall_s": wall, "step_s": wall / args.steps}
     for key, col, n in (("kinetic_H_eV", 6, n_h), ("kinetic_N_eV", 7, n_n), ("kinetic_virial_eV", 5, 1),
                         ("potential_eV", 4, 1), ("temperature_K", 3, 1), ("pressure_GPa", 8, 1)):
-        out[key] = float(prod[:, col].mean() / n)
-        out[key + "_err"] = block_standard_error(prod[:, col] / n, max(1, len(prod) // 10))
+        m = mean_and_error(prod[:, col] / n)
+        out[key], out[key + "_err"], out[key + "_tau_rows"], out[key + "_reliable"] = m.mean, m.error, m.tau, m.reliable
+        out[key + "_block_err"] = block_standard_error(prod[:, col] / n, max(1, len(prod) // 10))
     print(json.dumps(out, indent=1))
     return 0
 

@@ -27,6 +27,7 @@ from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read, write
 
+from legato_jax.analysis.timeseries import block_standard_error
 from legato_jax.data.ammonia import molecules_intact, random_ammonia_packing
 from legato_jax.errors import ConfigError
 from legato_jax.outputs import atomic_write_text
@@ -285,15 +286,6 @@ def _run_segment_job(args) -> dict:
     cfg, index, max_new = args
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     return run_segment(cfg, index, max_new)
-
-
-def block_standard_error(x: np.ndarray, block: int) -> float:
-    """Standard error of the mean of a correlated series by averaging blocks of `block` samples."""
-    n_blocks = x.size // block
-    if n_blocks < 2:
-        return float(x.std() / np.sqrt(max(x.size, 1)))
-    means = x[: n_blocks * block].reshape(n_blocks, block).mean(axis=1)
-    return float(means.std(ddof=1) / np.sqrt(n_blocks))
 
 
 def segment_report(cfg: AmmoniaGenConfig, state: dict) -> SegmentReport:

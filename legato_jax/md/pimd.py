@@ -24,7 +24,7 @@ import numpy as np
 from ase import Atoms
 from ase.io import write
 
-from legato_jax.data.generate import block_standard_error
+from legato_jax.analysis.timeseries import block_standard_error, mean_and_error
 from legato_jax.data.graph import TypeMap
 from legato_jax.errors import ConfigError
 from legato_jax.md.energy import MDSystem, model_energy
@@ -253,15 +253,19 @@ def thermo_rows(obs: PIObservation, first_step: int, time0_fs: float, stage_inde
 
 
 def summarize(rows: list[dict], stage_index: int, n_atoms: int, groups: dict[str, np.ndarray]) -> dict:
-    """Production averages with standard errors from 10 block averages."""
+    """Production averages. `_err`: the standard error from the integrated autocorrelation time
+    (`_tau_fs`; `_reliable` False when the run holds fewer than 50 such times, so that its error
+    is itself uncertain); `_block_err`: from 10 block averages, as earlier versions reported."""
     prod = [r for r in rows if r["stage"] == stage_index]
     keys = ["potential_eV", "kinetic_virial_eV", "kinetic_primitive_eV", "bead_temperature_K", "pressure_GPa"]
     keys += [f"kinetic_{s}_eV" for s in groups] + [f"gyration_{s}_A" for s in groups]
+    interval = prod[1]["time_fs"] - prod[0]["time_fs"] if len(prod) > 1 else float("nan")
     out = {}
     for k in keys:
         x = np.array([r[k] for r in prod])
-        out[k] = float(x.mean()) if len(x) else float("nan")
-        out[k + "_err"] = block_standard_error(x, max(1, len(x) // 10)) if len(x) else float("nan")
+        m = mean_and_error(x)
+        out[k], out[k + "_err"], out[k + "_tau_fs"], out[k + "_reliable"] = m.mean, m.error, m.tau * interval, m.reliable
+        out[k + "_block_err"] = block_standard_error(x, max(1, len(x) // 10)) if len(x) else float("nan")
     out["kinetic_virial_eV_per_atom"] = out["kinetic_virial_eV"] / n_atoms
     out["potential_eV_per_atom"] = out["potential_eV"] / n_atoms
     return out
@@ -415,8 +419,10 @@ def format_pimd_summary(s: dict) -> str:
     for k in s:
         if k.startswith("kinetic_") and k.endswith("_eV") and k not in ("kinetic_virial_eV", "kinetic_primitive_eV"):
             sym = k.split("_")[1]
+            short = "" if s[k + "_reliable"] else ", run < 50 correlation times: error uncertain"
             lines.append(f"  {sym}: kinetic {s[k] * 1e3:.2f} ± {s[k + '_err'] * 1e3:.2f} meV/atom "
-                         f"(classical {1.5 * KB * s['temperature_K'] * 1e3:.2f}), ring radius of gyration "
+                         f"(correlation time {s[k + '_tau_fs']:.0f} fs{short}; classical "
+                         f"{1.5 * KB * s['temperature_K'] * 1e3:.2f}), ring radius of gyration "
                          f"{s[f'gyration_{sym}_A']:.4f} Å")
     return "\n".join(lines)
 
