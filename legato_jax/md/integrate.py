@@ -89,7 +89,7 @@ def conserving_momentum(state, field: str):
     3N - 3 move: with 3N the chain holds their kinetic temperature at 3N / (3N - 3) x the target
     (+1.6 % at 64 atoms). The chain masses follow the count at every step."""
     chain = getattr(state, field)
-    return state.set(**{field: dataclasses.replace(chain, degrees_of_freedom=state.position.size - 3)})
+    return state.set(**{field: dataclasses.replace(chain, degrees_of_freedom=moving_dof(state.position.shape[0]))})
 
 
 class Start(NamedTuple):
@@ -133,9 +133,14 @@ def nose_hoover_invariant(potential, kinetic, chain, kT: float, dof: int):
     return e + jnp.sum(chain.momentum[1:] ** 2 / (2 * chain.mass[1:]) + kT * chain.position[1:])
 
 
+def moving_dof(n_atoms: int) -> int:
+    """Degrees of freedom of N atoms whose total momentum is conserved: 3N - 3."""
+    return 3 * n_atoms - 3
+
+
 def temperature(kinetic, n_atoms: int):
     """Kinetic temperature (K) over 3N - 3 degrees of freedom (momentum is conserved)."""
-    return 2.0 * kinetic / ((3 * n_atoms - 3) * KB)
+    return 2.0 * kinetic / (moving_dof(n_atoms) * KB)
 
 
 def pressure(kinetic, stress, volume: float):

@@ -16,7 +16,7 @@ from jax_md.util import f32
 
 from legato_jax.errors import ConfigError
 from legato_jax.md.engine import block_scan
-from legato_jax.md.integrate import FS, KB, Stage, nose_hoover_invariant
+from legato_jax.md.integrate import FS, KB, Stage, moving_dof, nose_hoover_invariant
 from legato_jax.model.potential import Potential
 from legato_jax.parallel.domains import DomainGrid
 from legato_jax.parallel.energy import domain_energy_fn
@@ -76,7 +76,7 @@ def start_chain(stage: Stage, n_atoms: int, kinetic: float, dtype):
     """The chain at rest at the start of a Nose-Hoover stage (None for NVE); `kinetic` is global."""
     if stage.ensemble == "nve":
         return None
-    return thermostat(stage).initialize(3 * n_atoms - 3, jnp.asarray(kinetic, dtype), KB * stage.temperature_K)
+    return thermostat(stage).initialize(moving_dof(n_atoms), jnp.asarray(kinetic, dtype), KB * stage.temperature_K)
 
 
 def make_domain_chunk(potential: Potential, params, grid: DomainGrid, caps: Capacities, skin: float, stage: Stage,
@@ -88,7 +88,7 @@ def make_domain_chunk(potential: Potential, params, grid: DomainGrid, caps: Capa
     check_ensemble(stage)
     energy = domain_energy_fn(potential, params, backend, caps.model_edges)
     cutoff = potential.config.r_max + skin
-    dt, kT, dof = f32(stage.dt_fs * FS), KB * stage.temperature_K, 3 * n_atoms - 3  # momentum is conserved
+    dt, kT, dof = f32(stage.dt_fs * FS), KB * stage.temperature_K, moving_dof(n_atoms)
     _, shift = space.free()
 
     def force(R, lists, mask):
