@@ -54,3 +54,24 @@ def test_rho_scan_end_to_end_on_tiny_settings(train_yaml, tmp_path, monkeypatch,
 def test_rho_scan_refuses_repeated_rhos(train_yaml, tmp_path, monkeypatch, capsys):
     assert scan(["--config", train_yaml, "--rhos", "0.01", "0.01", "--out", tmp_path, "--sizes", "64"], monkeypatch) == 2
     assert "distinct" in capsys.readouterr().err
+
+
+def test_an_interrupted_rho_continues_from_its_checkpoint(train_yaml, tmp_path, capsys):
+    """A run cut short (its best.npz already written) is continued to its budget, not reused as if ended."""
+    from legato_jax.train.config import load_train_config
+    from legato_jax.train.trainer import Trainer
+
+    out = tmp_path / "scan"
+    cfg = load_train_config(str(train_yaml), ["max_epochs=2", "rho=0.01", "name=rho_0.01", f"out_dir={out}"])
+    Trainer(cfg, progress=False).fit(epochs=1)  # the interruption: one of two epochs done
+    assert (out / "rho_0.01" / "best.npz").exists() and not (out / "rho_0.01" / "trained.json").exists()
+
+    argv = ["--config", train_yaml, "--set", "max_epochs=2", "--rhos", "0.01", "--out", out, "--train-only",
+            "--sizes", "64"]
+    assert scan(argv) == 0
+    assert "continuing" in capsys.readouterr().err
+    assert json.loads((out / "rho_0.01" / "trained.json").read_text())["epochs"] == 2
+    assert sum(1 for _ in open(out / "rho_0.01" / "metrics.csv")) == 3  # header + two epochs, none repeated
+
+    assert scan(argv) == 0
+    assert "reusing" in capsys.readouterr().err

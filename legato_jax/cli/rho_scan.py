@@ -24,6 +24,9 @@ def register(sub) -> None:
                    help="training override for every rho (as legato train --set), repeatable")
     p.add_argument("--sharpness-frames", type=int, default=100, help="training frames of the sharpness measures")
     p.add_argument("--sharpness-draws", type=int, default=50, help="weight-noise draws of the noise sharpness")
+    p.add_argument("--train-only", action="store_true",
+                   help="only train (or continue) the runs of --rhos, e.g. one process per core; a later call "
+                        "without it reuses them")
     add_protocol_arguments(p)
     p.set_defaults(func=main)
 
@@ -34,8 +37,11 @@ def main(args) -> int:
     if any(r < 0 for r in args.rhos) or len(set(args.rhos)) != len(args.rhos):
         raise ConfigError(f"--rhos {' '.join(map(str, args.rhos))}: give distinct values >= 0")
     cfg = RhoScanConfig(tuple(args.rhos), args.config, args.out, build_config(args), tuple(args.set),
-                        args.sharpness_frames, args.sharpness_draws)
+                        args.sharpness_frames, args.sharpness_draws, train_only=args.train_only)
     result = run_rho_scan(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
+    if args.train_only:
+        print(f"trained {', '.join(result['trained'])} in {args.out}")
+        return 0
     print(format_rho_table(result))
     print(f"wrote {args.out}/rho_scan.json, rho_scan.csv, rho_scan.png")
     return 0

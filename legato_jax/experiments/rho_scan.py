@@ -28,6 +28,10 @@ class RhoScanConfig:
     sharpness_draws: int = 50
     sharpness_std: float = 0.05
     sam_probe_rho: float = 0.05
+    train_only: bool = False  # train (or continue) every rho and stop: parallel training processes
+
+
+TRAINED = "trained.json"  # written when a rho's training has ended
 
 
 def run_name(rho: float) -> str:
@@ -35,23 +39,34 @@ def run_name(rho: float) -> str:
 
 
 def train_one(cfg: RhoScanConfig, rho: float, log: Callable[[str], None]):
-    """The trained model of one rho: trained now, or reused when its run already ended."""
+    """The trained model of one rho: reused when its run has ended (RUN/trained.json), continued
+    from its last checkpoint when it was interrupted, trained from the start otherwise."""
     from legato_jax.train.config import load_train_config
-    from legato_jax.train.trainer import Trainer
+    from legato_jax.train.trainer import Trainer, resume
 
     train_cfg = load_train_config(cfg.train_config, [*cfg.train_overrides, f"rho={rho}", f"name={run_name(rho)}",
                                                      f"out_dir={cfg.out_dir}"])
-    trainer = Trainer(train_cfg, progress=False)
-    done = train_cfg.run_dir / "best.npz"
-    if done.exists():
+    run = train_cfg.run_dir
+    if (run / TRAINED).exists():
         from legato_jax.model.io import resolve_model
 
-        log(f"rho {rho:g}: reusing {train_cfg.run_dir}")
-        _, params, _ = resolve_model(train_cfg.run_dir)
-        return trainer, params, None
-    log(f"rho {rho:g}: training into {train_cfg.run_dir}")
-    state = trainer.fit()
-    return trainer, state.ema, int(state.epoch)
+        log(f"rho {rho:g}: reusing {run}")
+        _, params, _ = resolve_model(run)
+        return Trainer(train_cfg, progress=False), params, None
+    if (run / "checkpoint.msgpack").exists():
+        trainer, state = resume(run, progress=False)
+        log(f"rho {rho:g}: continuing {run} from epoch {int(state.epoch)}")
+    else:
+        trainer, state = Trainer(train_cfg, progress=False), None
+        log(f"rho {rho:g}: training into {run}")
+    start_epoch = 0 if state is None else int(state.epoch)
+    state = trainer.fit(state)
+    (run / TRAINED).write_text(json.dumps({"epochs": int(state.epoch), "stop_reason": trainer.stop_reason,
+                                           "elapsed_s": float(state.elapsed)}, indent=1))
+    from legato_jax.model.io import resolve_model
+
+    _, params, _ = resolve_model(run)  # best.npz: the EMA weights of the lowest validation loss
+    return trainer, params, int(state.epoch) - start_epoch
 
 
 def measure(cfg: RhoScanConfig, trainer, params) -> dict:
@@ -77,10 +92,17 @@ def run_rho_scan(cfg: RhoScanConfig, log: Callable[[str], None] = print) -> dict
     rows, models = [], {}
     for rho in cfg.rhos:
         trainer, params, epochs = train_one(cfg, rho, log)
-        row = {"rho": rho, "run_dir": str(trainer.cfg.run_dir), "epochs_trained_now": epochs}
+        trained = json.loads((trainer.cfg.run_dir / TRAINED).read_text())
+        row = {"rho": rho, "run_dir": str(trainer.cfg.run_dir), "epochs": trained["epochs"],
+               "train_cpu_h": trained["elapsed_s"] / 3600, "epochs_trained_now": epochs}
+        if cfg.train_only:
+            log(f"rho {rho:g}: {trained['epochs']} epochs ({trained['stop_reason']})")
+            continue
         row.update(measure(cfg, trainer, params))
         rows.append(row)
         models[run_name(rho)] = (trainer.potential, params)
+    if cfg.train_only:
+        return {"rows": [], "trained": [run_name(r) for r in cfg.rhos]}
     ttf = run_ttf(models, cfg.ttf, log, out_dir=Path(cfg.out_dir) / "ttf")
     largest = str(max(cfg.ttf.sizes))
     for row in rows:
