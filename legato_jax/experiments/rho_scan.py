@@ -141,25 +141,31 @@ def format_rho_table(result: dict) -> str:
 
 
 def plot_rho_scan(result: dict, path: str | Path) -> Path:
-    """Median time to failure at the largest size against noise sharpness, one series per criterion,
-    each point labelled by its rho."""
+    """Median time to failure against noise sharpness, one panel per system size and one series
+    per criterion, each point labelled by its rho (the paper's implicit-regularisation picture)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = result["rows"]
+    criteria = result["ttf"]["protocol"]["criteria"]
+    sizes = sorted({int(n) for m in result["ttf"]["models"].values() for n in m["sizes"]})
     x = np.array([r["noise_sharpness"] for r in rows])
-    xerr = np.array([r["noise_sharpness_stderr"] for r in rows])
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for k, c in enumerate(result["ttf"]["protocol"]["criteria"]):
-        y = np.array([r[f"ttf_{c}_median_ps"] for r in rows])
-        ax.errorbar(x, y, xerr=np.nan_to_num(xerr), fmt="o-", color=f"C{k}", label=c, capsize=3, lw=1)
-    for r, xi in zip(rows, x):
-        ax.annotate(f"rho {r['rho']:g}", (xi, r[f"ttf_{result['ttf']['protocol']['criteria'][0]}_median_ps"]),
-                    fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("noise sharpness (mean loss rise)")
-    ax.set_ylabel(f"median time to failure at {result['largest_size']} atoms (ps)")
-    ax.legend(fontsize=8)
+    xerr = np.nan_to_num(np.array([r["noise_sharpness_stderr"] for r in rows]))
+    fig, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 4.2), squeeze=False, sharey=True)
+    for ax, n in zip(axes[0], sizes):
+        for k, c in enumerate(criteria):
+            s = [result["ttf"]["models"][run_name(r["rho"])]["sizes"][str(n)][c] for r in rows]
+            y = np.array([v["median_ps"] for v in s])
+            yerr = np.abs(np.array([[v["median_ci_ps"][0] for v in s], [v["median_ci_ps"][1] for v in s]]) - y)
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", color=f"C{k}", label=c, capsize=3, lw=1)
+            if k == 0:
+                for r, xi, yi in zip(rows, x, y):
+                    ax.annotate(f"{r['rho']:g}", (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel("noise sharpness (mean loss rise)")
+        ax.set_title(f"{n} atoms (labels: rho)", fontsize=9)
+    axes[0][0].set_ylabel("median time to failure (ps)")
+    axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)
