@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from legato_jax.cli.main import main
-from legato_jax.experiments.ttf import bootstrap_ci, summarize
+from legato_jax.experiments.fidelity import replicas_to_resolve
+from legato_jax.experiments.ttf import beta_differences, bootstrap_ci, fit_model, summarize
 from tests.test_md_run import TINY
 
 
@@ -22,6 +23,25 @@ def test_summary_of_failure_times_with_censoring():
     assert lo <= s["median_ps"] <= hi
     assert not summarize(steps, t, np.array([True, True, False, False, False]))["median_exact"]
     assert np.isnan(bootstrap_ci(np.array([1.0]), np.mean)[0])
+
+
+def test_the_model_comparison_reports_its_power_to_resolve_the_papers_difference():
+    """Two synthetic models with betas 0.3 and 0.15 (the paper's difference) and scatter 0.3: the
+    comparison finds the difference and states the replicas that 80 % power needs for it."""
+    rng = np.random.default_rng(1)
+    sizes, replicas, limit_ps, models = (64, 256, 1024), 40, 100.0, {}
+    for name, beta in (("a", 0.3), ("b", 0.15)):
+        per_size = {}
+        for n in sizes:
+            t = np.minimum(np.exp(1.0 - beta * np.log(n) + 0.3 * rng.standard_normal(replicas)), limit_ps)
+            per_size[str(n)] = {"c": summarize(np.round(t * 400), t, t < limit_ps)}
+        models[name] = {"sizes": per_size, "beta": fit_model(per_size, ["c"])}
+    d = beta_differences(models, ["c"], limit_ps)["b"]["c"]
+    assert d["difference"] == pytest.approx(0.15, abs=0.1)
+    power = d["power"]
+    assert power["difference"] == 0.15 and power["replicas"] == replicas
+    assert power["replicas_needed"] == replicas_to_resolve(sizes, *power["sigmas"])
+    assert (power["power"] > 0.6) == (replicas >= power["replicas_needed"])
 
 
 def test_ttf_cli_on_tiny_settings(tmp_path, capsys):

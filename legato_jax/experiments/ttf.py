@@ -21,7 +21,8 @@ from legato_jax.data.graph import TypeMap
 from legato_jax.errors import ConfigError
 from legato_jax.experiments.failure import CRITERIA, FailureCriteria
 from legato_jax.experiments.replicas import ReplicaResult, run_replicas
-from legato_jax.experiments.fidelity import compare_betas, fit_beta
+from legato_jax.experiments.fidelity import (PAPER_BETA_DIFFERENCE, compare_betas, fit_beta, replicas_to_resolve,
+                                             simulated_power)
 from legato_jax.md.energy import model_energy
 from legato_jax.md.integrate import Stage
 from legato_jax.md.run import with_precision
@@ -141,9 +142,10 @@ def fit_model(sizes: dict, criteria: Sequence[str]) -> dict:
     return out
 
 
-def beta_differences(models: dict, criteria: Sequence[str]) -> dict:
+def beta_differences(models: dict, criteria: Sequence[str], limit_ps: float = np.inf) -> dict:
     """For each model after the first, per criterion: beta_first - beta_model with its bootstrap
-    interval and the likelihood-ratio test of a shared beta (None with a reason when not identifiable)."""
+    interval, the likelihood-ratio test of a shared beta and the design's power (None with a reason
+    when not identifiable)."""
     names = list(models)
     out = {}
     for other in names[1:]:
@@ -155,7 +157,22 @@ def beta_differences(models: dict, criteria: Sequence[str]) -> dict:
                 out[other][c] = {"difference": None, "reason": str(exc)}
                 continue
             out[other][c] = dataclasses.asdict(d) | {"of": f"{names[0]} - {other}"}
+            out[other][c]["power"] = power_estimate(models[names[0]], models[other], c, limit_ps)
     return out
+
+
+def power_estimate(a: dict, b: dict, criterion: str, limit_ps: float, difference: float = PAPER_BETA_DIFFERENCE
+                   ) -> dict:
+    """How well this design resolves a beta difference of `difference` (the paper's 0.29 - 0.14),
+    with the two models' fitted scatter: the replicas per size and model that 80 % power needs
+    without censoring, and the simulated power of the present replica count with this step limit."""
+    fa, fb = a["beta"][criterion], b["beta"][criterion]
+    sizes = [int(n) for n in a["sizes"]]
+    replicas = min(len(a["sizes"][str(n)][criterion]["time_ps"]) for n in sizes)
+    return {"difference": difference, "sigmas": [fa["sigma"], fb["sigma"]], "replicas": replicas,
+            "replicas_needed": replicas_to_resolve(sizes, fa["sigma"], fb["sigma"], difference),
+            "power": simulated_power(sizes, replicas, fb["beta"] + difference, fb["beta"], fa["sigma"], fb["sigma"],
+                                     limit=limit_ps, log_prefactor=fb["log_prefactor"])}
 
 
 def model_fingerprint(potential: Potential, params) -> str:
@@ -210,7 +227,7 @@ def run_ttf(models: dict[str, tuple[Potential, object]], cfg: TTFConfig, log: Ca
                 part.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(part, json.dumps({"key": key, "summary": sizes[str(n)], "cost": cost[str(n)]}))
         out["models"][name] = {"sizes": sizes, "beta": fit_model(sizes, cfg.criteria), "cost": cost}
-    out["beta_differences"] = beta_differences(out["models"], cfg.criteria)
+    out["beta_differences"] = beta_differences(out["models"], cfg.criteria, _time_limit_ps(out["protocol"]))
     return out
 
 
@@ -271,6 +288,10 @@ def compare_models(result: dict) -> str:
             if d is not None and d["difference"] is not None:
                 beta = (f"beta {names[0]} - {other} = {d['difference']:.2f} [{d['difference_ci'][0]:.2f}, "
                         f"{d['difference_ci'][1]:.2f}], shared-beta LR test p = {d['p_value']:.3g}")
+                pw = d.get("power")
+                if pw:
+                    beta += (f"; to resolve {pw['difference']:.2f} at 80 % power: {pw['replicas_needed']} replicas per "
+                             f"size (power with {pw['replicas']}: {pw['power']:.2f})")
             lines.append(f"  {c:<14}" + ", ".join(parts) + f"; {beta}")
     return "\n".join(lines)
 
