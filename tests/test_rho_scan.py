@@ -54,6 +54,8 @@ def test_rho_scan_end_to_end_on_tiny_settings(train_yaml, tmp_path, monkeypatch,
 def test_rho_scan_refuses_repeated_rhos(train_yaml, tmp_path, monkeypatch, capsys):
     assert scan(["--config", train_yaml, "--rhos", "0.01", "0.01", "--out", tmp_path, "--sizes", "64"], monkeypatch) == 2
     assert "distinct" in capsys.readouterr().err
+    assert scan(["--config", train_yaml, "--rhos", "0.01", "--out", tmp_path]) == 2  # sizes needed unless --train-only
+    assert "--sizes" in capsys.readouterr().err
 
 
 def test_an_interrupted_rho_continues_from_its_checkpoint(train_yaml, tmp_path, capsys):
@@ -66,8 +68,7 @@ def test_an_interrupted_rho_continues_from_its_checkpoint(train_yaml, tmp_path, 
     Trainer(cfg, progress=False).fit(epochs=1)  # the interruption: one of two epochs done
     assert (out / "rho_0.01" / "best.npz").exists() and not (out / "rho_0.01" / "trained.json").exists()
 
-    argv = ["--config", train_yaml, "--set", "max_epochs=2", "--rhos", "0.01", "--out", out, "--train-only",
-            "--sizes", "64"]
+    argv = ["--config", train_yaml, "--set", "max_epochs=2", "--rhos", "0.01", "--out", out, "--train-only"]
     assert scan(argv) == 0
     assert "continuing" in capsys.readouterr().err
     assert json.loads((out / "rho_0.01" / "trained.json").read_text())["epochs"] == 2

@@ -26,8 +26,8 @@ def register(sub) -> None:
     p.add_argument("--sharpness-draws", type=int, default=50, help="weight-noise draws of the noise sharpness")
     p.add_argument("--train-only", action="store_true",
                    help="only train (or continue) the runs of --rhos, e.g. one process per core; a later call "
-                        "without it reuses them")
-    add_protocol_arguments(p)
+                        "without it reuses them; needs no --sizes")
+    add_protocol_arguments(p, sizes_required=False)
     p.set_defaults(func=main)
 
 
@@ -36,7 +36,11 @@ def main(args) -> int:
 
     if any(r < 0 for r in args.rhos) or len(set(args.rhos)) != len(args.rhos):
         raise ConfigError(f"--rhos {' '.join(map(str, args.rhos))}: give distinct values >= 0")
-    cfg = RhoScanConfig(tuple(args.rhos), args.config, args.out, build_config(args), tuple(args.set),
+    if not args.sizes and not args.train_only:
+        raise ConfigError("--sizes: give the system sizes of the time-to-failure runs, e.g. --sizes 64 128 "
+                          "(or --train-only to train without them)")
+    ttf = build_config(args) if args.sizes else None
+    cfg = RhoScanConfig(tuple(args.rhos), args.config, args.out, ttf, tuple(args.set),
                         args.sharpness_frames, args.sharpness_draws, train_only=args.train_only)
     result = run_rho_scan(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
     if args.train_only:

@@ -24,9 +24,9 @@ def register(sub) -> None:
     p.set_defaults(func=main)
 
 
-def add_protocol_arguments(p) -> None:
+def add_protocol_arguments(p, sizes_required: bool = True) -> None:
     """Options of the time-to-failure protocol, shared with `legato rho-scan`."""
-    p.add_argument("--sizes", nargs="+", type=int, required=True, metavar="N",
+    p.add_argument("--sizes", nargs="+", type=int, required=sizes_required, metavar="N",
                    help="atoms per system: multiples of the 64-atom ammonia cell (512, 1728, 4096, ...)")
     p.add_argument("--replicas", type=int, default=8, help="independent replicas per size (own initial velocities)")
     p.add_argument("--preset", default="paper-code", help="a shipped preset (legato_jax/md/presets: paper-code, paper-text, stressed, demo) or a YAML path")

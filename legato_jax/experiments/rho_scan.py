@@ -22,7 +22,7 @@ class RhoScanConfig:
     rhos: tuple[float, ...]
     train_config: str  # training YAML shared by every rho
     out_dir: str
-    ttf: TTFConfig
+    ttf: TTFConfig | None  # None: train only
     train_overrides: tuple[str, ...] = ()  # KEY=VALUE, as `legato train --set`
     sharpness_frames: int = 100
     sharpness_draws: int = 50
