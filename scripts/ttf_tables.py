@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import sys
 
+from legato_jax.experiments.ttf import _separate
+
 
 def _ci(lo: float, hi: float) -> str:
     return f"[{lo:.2g}, {hi:.2g}]"
@@ -47,8 +49,8 @@ def comparison_table(result: dict) -> str:
             ratios = []
             for n in sizes:
                 a, b = result["models"][names[0]]["sizes"][n][c], result["models"][other]["sizes"][n][c]
-                separate = a["median_ci_ps"][1] < b["median_ci_ps"][0] or b["median_ci_ps"][1] < a["median_ci_ps"][0]
-                ratios.append(f"{b['median_ps'] / a['median_ps']:.2f}" + ("*" if separate else ""))
+                star = "*" if _separate(a["median_ci_ps"], b["median_ci_ps"]) else ""
+                ratios.append(f"{b['median_ps'] / a['median_ps']:.2f}{star}")
             d = result["beta_differences"][other][c]
             if d.get("difference") is None:
                 lines.append(f"| {c} | {' / '.join(ratios)} | n/a | n/a | n/a |")

@@ -41,6 +41,7 @@ def run_name(rho: float) -> str:
 def train_one(cfg: RhoScanConfig, rho: float, log: Callable[[str], None]):
     """The trained model of one rho: reused when its run has ended (RUN/trained.json), continued
     from its last checkpoint when it was interrupted, trained from the start otherwise."""
+    from legato_jax.model.io import resolve_model
     from legato_jax.train.config import load_train_config
     from legato_jax.train.trainer import Trainer, resume
 
@@ -48,8 +49,6 @@ def train_one(cfg: RhoScanConfig, rho: float, log: Callable[[str], None]):
                                                      f"out_dir={cfg.out_dir}"])
     run = train_cfg.run_dir
     if (run / TRAINED).exists():
-        from legato_jax.model.io import resolve_model
-
         log(f"rho {rho:g}: reusing {run}")
         _, params, _ = resolve_model(run)
         return Trainer(train_cfg, progress=False), params, None
@@ -63,8 +62,6 @@ def train_one(cfg: RhoScanConfig, rho: float, log: Callable[[str], None]):
     state = trainer.fit(state)
     (run / TRAINED).write_text(json.dumps({"epochs": int(state.epoch), "stop_reason": trainer.stop_reason,
                                            "elapsed_s": float(state.elapsed)}, indent=1))
-    from legato_jax.model.io import resolve_model
-
     _, params, _ = resolve_model(run)  # best.npz: the EMA weights of the lowest validation loss
     return trainer, params, int(state.epoch) - start_epoch
 
