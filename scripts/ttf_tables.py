@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 
-from legato_jax.experiments.ttf import _separate
+from legato_jax.experiments.ttf import intervals_separate
 
 
 def _ci(lo: float, hi: float) -> str:
@@ -49,7 +49,7 @@ def comparison_table(result: dict) -> str:
             ratios = []
             for n in sizes:
                 a, b = result["models"][names[0]]["sizes"][n][c], result["models"][other]["sizes"][n][c]
-                star = "*" if _separate(a["median_ci_ps"], b["median_ci_ps"]) else ""
+                star = "*" if intervals_separate(a["median_ci_ps"], b["median_ci_ps"]) else ""
                 ratios.append(f"{b['median_ps'] / a['median_ps']:.2f}{star}")
             d = result["beta_differences"][other][c]
             if d.get("difference") is None:

@@ -280,7 +280,7 @@ def compare_models(result: dict) -> str:
             parts = []
             for n in m["sizes"]:
                 a, b = base["sizes"][n][c], m["sizes"][n][c]
-                star = "*" if _separate(a["median_ci_ps"], b["median_ci_ps"]) else ""
+                star = "*" if intervals_separate(a["median_ci_ps"], b["median_ci_ps"]) else ""
                 star += "" if a["median_exact"] and b["median_exact"] else " (censored)"
                 parts.append(f"{n}: {b['median_ps'] / a['median_ps']:.2f}{star}")
             d = result.get("beta_differences", {}).get(other, {}).get(c)
@@ -296,7 +296,8 @@ def compare_models(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _separate(ci_a, ci_b) -> bool:
+def intervals_separate(ci_a, ci_b) -> bool:
+    """Whether two finite (low, high) intervals do not overlap: the `*` of the comparison tables."""
     if not all(np.isfinite(list(ci_a) + list(ci_b))):
         return False
     return ci_a[1] < ci_b[0] or ci_b[1] < ci_a[0]
