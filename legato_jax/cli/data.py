@@ -58,6 +58,17 @@ def register(sub) -> None:
     add_read_options(i)
     i.set_defaults(func=_inspect)
 
+    lab = dsub.add_parser("label", help="reference labels (GFN1-xTB) for frames of a trajectory -> extxyz")
+    lab.add_argument("trajectory", help="frames to label, e.g. from legato md --out or legato pimd --beads-out")
+    lab.add_argument("--out", "--output", dest="output", required=True, help="extxyz file the labelled frames are appended to")
+    lab.add_argument("--start", type=int, default=0, help="first frame to label")
+    lab.add_argument("--every", type=int, default=1, help="label every K-th frame from --start")
+    lab.add_argument("--max-frames", type=int, default=None, help="label at most this many of the selected frames")
+    lab.add_argument("--method", default="GFN1-xTB", choices=["GFN1-xTB", "GFN2-xTB"], help="tblite method of the labels")
+    lab.add_argument("--config-type", default=None, help="config_type of the frames (default: labelled_STEM)")
+    add_json_option(lab, "the report")
+    lab.set_defaults(func=_label)
+
     s = dsub.add_parser("split", help="deterministic train/validation/test split by frame blocks")
     s.add_argument("file")
     s.add_argument("--out", "--output", dest="output", default=None, help="split file to write (default: FILE with suffix .split.json)")
@@ -69,13 +80,9 @@ def register(sub) -> None:
 
 
 def _generate(args) -> int:
-    import importlib.util
-
     from legato_jax.outputs import writable
 
-    if importlib.util.find_spec("tblite") is None:
-        raise ConfigError("generate-ammonia labels frames with GFN1-xTB from tblite, which is not installed: "
-                          "pip install 'legato_jax[generate]'")
+    _require_tblite("generate-ammonia")
 
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
@@ -107,6 +114,31 @@ def _generate(args) -> int:
     emit(args, [dataclasses.asdict(r) for r in reports], "\n".join(lines))
     done = all(r.frames >= cfg.frames_per_temperature for r in reports)
     print(f"wrote {cfg.output}" if done else "stopped early; rerun the same command to continue", file=sys.stderr)
+    return 0
+
+
+def _require_tblite(command: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("tblite") is None:
+        raise ConfigError(f"{command} labels frames with GFN1-xTB from tblite, which is not installed: "
+                          "pip install 'legato_jax[generate]'")
+
+
+def _label(args) -> int:
+    import dataclasses
+
+    from legato_jax.data.label import label_file
+    from legato_jax.outputs import writable
+
+    _require_tblite("label")
+    writable(args.output, "--out")
+    check_json_target(args)
+    report = label_file(args.trajectory, args.output, args.method, args.start, args.every, args.max_frames,
+                        args.config_type, log=lambda line: print(line, file=sys.stderr))
+    emit(args, dataclasses.asdict(report),
+         f"{report.source}: {report.selected} frames selected, {report.already} labelled before, "
+         f"{report.labelled} labelled now -> {report.output}")
     return 0
 
 

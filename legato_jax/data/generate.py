@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms, units
-from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read, write
 
 from legato_jax.analysis.timeseries import block_standard_error
 from legato_jax.data.ammonia import molecules_intact, random_ammonia_packing
+from legato_jax.data.label import labelled_copy, reference_calculator
 from legato_jax.errors import ConfigError
 from legato_jax.outputs import atomic_write_text
 
@@ -94,12 +94,6 @@ def _parts_dir(cfg: AmmoniaGenConfig) -> Path:
     return Path(str(cfg.output) + ".parts")
 
 
-def _calculator(method: str):
-    from tblite.ase import TBLite
-
-    return TBLite(method=method, verbosity=0)
-
-
 def kinetic_temperature(atoms: Atoms) -> float:
     """Temperature from the kinetic energy with 3N - 3 degrees of freedom (COM is fixed)."""
     dof = 3 * len(atoms) - 3
@@ -114,7 +108,7 @@ def _relaxed_start(cfg: AmmoniaGenConfig) -> Atoms:
 
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 10**6]))
     atoms = random_ammonia_packing(cfg.n_molecules, cfg.density, rng)
-    atoms.calc = _calculator(cfg.method)
+    atoms.calc = reference_calculator(cfg.method)
     FIRE(atoms, logfile=None).run(fmax=cfg.relax_fmax, steps=cfg.relax_steps)
     if not molecules_intact(atoms):
         raise ConfigError("relaxation broke a molecule; try another --seed or a lower --density")
@@ -124,21 +118,6 @@ def _relaxed_start(cfg: AmmoniaGenConfig) -> Atoms:
     write(tmp, clean, format="extxyz")
     os.replace(tmp, path)
     return clean
-
-
-def _labelled_frame(atoms: Atoms, info: dict) -> Atoms:
-    """The calculator's own labels: the MD's FixCom constraint must not touch the forces
-    (it subtracts m_i (sum_j m_j F_j) / sum_j m_j^2, up to 0.5 eV/Å on nitrogen)."""
-    frame = Atoms(atoms.symbols, atoms.get_positions(), cell=atoms.cell, pbc=atoms.pbc)
-    frame.info.update(info)
-    frame.calc = SinglePointCalculator(
-        frame,
-        energy=atoms.get_potential_energy(),
-        free_energy=atoms.get_potential_energy(),
-        forces=atoms.get_forces(apply_constraint=False),
-        stress=atoms.get_stress(voigt=False, apply_constraint=False),
-    )
-    return frame
 
 
 def _load_state(path: Path) -> dict | None:
@@ -224,7 +203,7 @@ def _run_segment(cfg: AmmoniaGenConfig, index: int, max_new_frames: int | None) 
         fh.truncate(state["bytes"])
 
     atoms.set_constraint(FixCom())
-    atoms.calc = _calculator(cfg.method)
+    atoms.calc = reference_calculator(cfg.method)
     dyn = Langevin(
         atoms,
         timestep=cfg.timestep * units.fs,
@@ -255,7 +234,7 @@ def _run_segment(cfg: AmmoniaGenConfig, index: int, max_new_frames: int | None) 
         t0 = time.perf_counter()
         dyn.run(cfg.stride)
         step = cfg.thermalize_steps + (state["frames"] + 1) * cfg.stride
-        frame = _labelled_frame(
+        frame = labelled_copy(
             atoms,
             {
                 "config_type": f"nh3_liquid_{temperature:g}K",
