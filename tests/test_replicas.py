@@ -113,3 +113,33 @@ def test_criteria_outside_stop_on_are_censored_where_the_replica_stopped(setup):
     assert 0 < stop < 300 and res.stopped_at[0] == stop
     steps, _, failed = res.times("temperature")  # the window is never left: censored at the stop, not the limit
     assert not failed[0] and steps[0] == stop
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_batch_continues_from_its_checkpoint_exactly(setup, tmp_path):
+    system, cell = setup
+    stages = (Stage("nose-hoover", 60, 1.0, 200.0, 50.0), Stage("nve", 90, 1.0))
+    kw = dict(seed=2, every=10, chunk_steps=30, criteria=FailureCriteria(t_low=150.0, t_high=215.0),
+              stop_on=("temperature",))
+    path = tmp_path / "batch.checkpoint.npz"
+
+    def stop_at_step_120(step, first):
+        if step == 120:  # in the second stage, its first chunk saved
+            raise Interrupted
+
+    with jax.enable_x64(True):
+        whole = run_replicas(system, cell, stages, 4, **kw)
+        with pytest.raises(Interrupted):
+            run_replicas(system, cell, stages, 4, **kw, on_chunk=stop_at_step_120, checkpoint=path, checkpoint_key="a")
+        saved = np.load(path)
+        assert (int(saved["stage"]), int(saved["done"])) == (1, 30)
+        resumed = run_replicas(system, cell, stages, 4, **kw, checkpoint=path, checkpoint_key="a")
+        other = run_replicas(system, cell, stages, 4, **kw | {"seed": 3}, checkpoint=path, checkpoint_key="b")
+    np.testing.assert_array_equal(resumed.first_failure, whole.first_failure)
+    np.testing.assert_array_equal(resumed.stopped_at, whole.stopped_at)
+    np.testing.assert_allclose(resumed.positions, whole.positions, atol=1e-12)
+    assert (whole.first_failure[:, CRITERIA.index("temperature")] >= 0).any()  # the record crossed the cut
+    assert not np.allclose(other.positions, whole.positions)  # another key starts afresh

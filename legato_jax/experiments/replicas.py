@@ -8,13 +8,16 @@ that never fired is censored where its replica stopped. When at most
 half of the batch is still running, the batch is compacted to the running replicas at the next
 chunk boundary, so failed replicas stop costing compute (the smaller batch compiles once more).
 Overflow of any replica's list reallocates all lists (sized for the largest) and re-runs the
-chunk from its start. The stage/chunk loop is the MD engine's (`md/engine.py`); this module is
+chunk from its start. With a checkpoint file the batch (integrator states, lists, failure record)
+is saved after every chunk, and a later call with the same key continues from it exactly. The stage/chunk loop is the MD engine's (`md/engine.py`); this module is
 its replica runner.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
@@ -179,17 +182,69 @@ class ReplicaRunner:
         return not self.running(carry.seen).any()
 
 
+CHECKPOINT_FORMAT = "legato-replicas-checkpoint-1"
+
+
+def _flat(tree) -> list[np.ndarray]:
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+
+
+def _unflat(like, leaves: list[np.ndarray]):
+    """`leaves` in the structure of `like`, or None where their number or shapes differ."""
+    own, treedef = jax.tree_util.tree_flatten(like)
+    if len(own) != len(leaves) or any(np.shape(a) != b.shape for a, b in zip(own, leaves)):
+        return None
+    return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(b, dtype=jnp.asarray(a).dtype)
+                                                  for a, b in zip(own, leaves)])
+
+
+def save_checkpoint(path: Path, key: str, stage: int, done: int, carry: ReplicaCarry, record: ReplicaRecord,
+                    wall_s: float) -> None:
+    """The batch after `done` steps of stage `stage`, written through a temporary file and a rename."""
+    states, nbrs = _flat(carry.states), _flat(carry.nbrs)
+    data = {"format": np.array(CHECKPOINT_FORMAT), "key": np.array(key), "stage": np.array(stage),
+            "done": np.array(done), "rows": carry.rows, "seen": np.asarray(carry.seen), "first": record.first,
+            "stopped": record.stopped, "final": record.final, "wall_s": np.array(wall_s),
+            **{f"state_{i}": a for i, a in enumerate(states)}, **{f"nbrs_{i}": a for i, a in enumerate(nbrs)}}
+    tmp = path.with_name(path.name + ".tmp.npz")
+    try:
+        np.savez(tmp, **data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, key: str) -> dict | None:
+    """A checkpoint written for `key`, or None where there is none or it belongs to another run."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as f:
+            data = {k: f[k] for k in f.files}
+    except (OSError, ValueError):
+        return None
+    if str(data.get("format")) != CHECKPOINT_FORMAT or str(data.get("key")) != key:
+        return None
+    for part in ("state", "nbrs"):
+        data[part] = [data.pop(f"{part}_{i}") for i in range(sum(k.startswith(f"{part}_") for k in data))]
+    return data
+
+
 def run_replicas(system: MDSystem, atoms: Atoms, stages: Stage | Sequence[Stage], replicas: int, *,
                  seed: int = 0, temperature_K: float | None = None, hydrogen_mass: float | None = None,
                  criteria: FailureCriteria = FailureCriteria(), stop_on: tuple[str, ...] = CRITERIA,
                  every: int = 10, chunk_steps: int = 1000, on_chunk: Callable | None = None,
-                 replica_ids=None, progress: bool = False) -> ReplicaResult:
+                 replica_ids=None, progress: bool = False, checkpoint: str | Path | None = None,
+                 checkpoint_key: str = "") -> ReplicaResult:
     """Advance `replicas` copies of `atoms` through `stages` in order (velocities at `temperature_K`,
     default the first stage's, from keys fold_in(seed, id), ids 0..replicas-1 unless `replica_ids`
     names them) and return when each criterion first fired in each replica.
 
     `on_chunk(step, first_failure)` is called after every chunk with the global step reached;
-    `progress` shows a bar over the steps of the longest-running replica."""
+    `progress` shows a bar over the steps of the longest-running replica. With `checkpoint`, the
+    batch is saved there after every chunk and a checkpoint of the same `checkpoint_key` (which
+    should name everything that decides the run) is continued; the caller removes it when done."""
     stages = (stages,) if isinstance(stages, Stage) else tuple(stages)
     for s in stages:
         if s.steps % every:
@@ -216,20 +271,43 @@ def run_replicas(system: MDSystem, atoms: Atoms, stages: Stage | Sequence[Stage]
     blocks = max(1, chunk_steps // every)
     runner = ReplicaRunner(system, None, stop_mask, every, record, nbrs, recorder, on_chunk)
 
+    checkpoint = None if checkpoint is None else Path(checkpoint)
+    saved = None if checkpoint is None else load_checkpoint(checkpoint, checkpoint_key)
+    wall_before = 0.0 if saved is None else float(saved["wall_s"])
+
     def begin(k: int, stage: Stage, carry: ReplicaCarry):
         init_fn, apply_fn = make_integrator(system, stage)
         stage_keys = jax.vmap(lambda key: jax.random.fold_in(key, k + 1))(keys[carry.rows])
         states = jax.vmap(lambda key, R, p, nb: start_stage(init_fn, key, R, mass, p, nb))(
             stage_keys, carry.states.position, carry.states.momentum, carry.nbrs)
         runner.chunk_fn = _chunk_fn(system, apply_fn, check, stop_mask, every, blocks)
+        if saved is not None and k == int(saved["stage"]):
+            return runner, restored(states)
         return runner, carry._replace(states=states)
+
+    def restored(states) -> ReplicaCarry:
+        rows = saved["rows"]
+        states = _unflat(_rows(states, rows), saved["state"])
+        if states is None:
+            raise ConfigError(f"{checkpoint}: its integrator state does not fit this run; delete it to start again")
+        nbrs_saved = _unflat(_stack(nbrs, len(rows)), saved["nbrs"])
+        if nbrs_saved is None:  # the lists had grown: rebuild them at the saved positions
+            runner.template, nbrs_saved = reallocate_batch(system, states.position, runner.template)
+        record.first[:], record.stopped[:], record.final[:] = saved["first"], saved["stopped"], saved["final"]
+        return ReplicaCarry(states, nbrs_saved, jnp.asarray(saved["seen"]), rows)
+
+    def save(k: int, stage: Stage, first_step: int, carry: ReplicaCarry, obs) -> None:
+        done = first_step + obs.shape[0] * every - sum(s.steps for s in stages[:k])
+        save_checkpoint(checkpoint, checkpoint_key, k, done, carry, record, wall_before + recorder.tally.wall_s)
 
     start = ReplicaCarry(Start(_stack(R0, replicas), momenta), _stack(nbrs, replicas),
                          jnp.zeros((replicas, len(CRITERIA)), bool), np.arange(replicas))
+    resume = (0, 0) if saved is None else (int(saved["stage"]), int(saved["done"]))
     try:
-        run_stages(begin, start, stages, every, chunk_steps, tally=recorder.tally)
+        run_stages(begin, start, stages, every, chunk_steps, on_chunk=None if checkpoint is None else save,
+                   tally=recorder.tally, resume=resume)
     finally:
         recorder.close()
     summary = recorder.summary()
     return ReplicaResult(record.first, record.stopped, stages, record.final, reallocations=summary["nl_reallocations"],
-                         wall_s=summary["wall_s"], compiles=summary["compiles"])
+                         wall_s=wall_before + summary["wall_s"], compiles=summary["compiles"])

@@ -105,9 +105,9 @@ def summarize(steps: np.ndarray, time_ps: np.ndarray, failed: np.ndarray) -> dic
     }
 
 
-def run_size(potential: Potential, params, n_atoms: int, cfg: TTFConfig, on_chunk: Callable | None = None
-             ) -> ReplicaResult:
-    """All replicas of one model at one size."""
+def run_size(potential: Potential, params, n_atoms: int, cfg: TTFConfig, on_chunk: Callable | None = None,
+             checkpoint: str | Path | None = None, checkpoint_key: str = "") -> ReplicaResult:
+    """All replicas of one model at one size (continued from `checkpoint` if it holds this run)."""
     atoms = liquid_ammonia(n_atoms // ATOMS_PER_MOLECULE, cfg.density)
     species = TypeMap(tuple(potential.config.species)).indices(atoms.numbers, f"--sizes {n_atoms}")
     double = (cfg.precision or potential.config.dtype) == "float64"
@@ -117,7 +117,8 @@ def run_size(potential: Potential, params, n_atoms: int, cfg: TTFConfig, on_chun
                               where=f"--sizes {n_atoms} ({len(atoms)} atoms, cell {atoms.cell.lengths().round(2).tolist()} Å)")
         return run_replicas(system, atoms, cfg.stages, cfg.replicas, seed=cfg.seed, temperature_K=cfg.temperature_K,
                             hydrogen_mass=cfg.hydrogen_mass, criteria=cfg.thresholds, stop_on=cfg.criteria,
-                            every=cfg.every, chunk_steps=cfg.chunk_steps, on_chunk=on_chunk)
+                            every=cfg.every, chunk_steps=cfg.chunk_steps, on_chunk=on_chunk,
+                            checkpoint=checkpoint, checkpoint_key=checkpoint_key)
 
 
 def replica_data(sizes: dict, criterion: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -196,7 +197,8 @@ def run_ttf(models: dict[str, tuple[Potential, object]], cfg: TTFConfig, log: Ca
     """The whole experiment: {"protocol", "models": {name: {"sizes": {N: {criterion: summary}},
     "beta": {criterion: fit}, "cost": {N: {"wall_s", "nl_reallocations"}}}}, "beta_differences"}.
     With `out_dir`, each finished (model, size) is written there as it ends and reused by a later
-    call with the same protocol and model, so an interrupted experiment continues."""
+    call with the same protocol and model, and the one in progress is checkpointed there after
+    every chunk (NAME_N.checkpoint.npz), so an interrupted experiment continues where it stopped."""
     out = {"protocol": cfg.protocol(), "models": {}}
     for name, (potential, params) in models.items():
         sizes, cost = {}, {}
@@ -220,12 +222,17 @@ def run_ttf(models: dict[str, tuple[Potential, object]], cfg: TTFConfig, log: Ca
                 fired = {c: int((first[:, CRITERIA.index(c)] >= 0).sum()) for c in cfg.criteria}
                 log(f"  {name} N={n}: step {step}/{cfg.steps}, {time.perf_counter() - start:.0f} s, failed {fired}")
 
-            res = run_size(potential, params, n, cfg, progress)
+            checkpoint = None if part is None else part.with_name(part.stem + ".checkpoint.npz")
+            if checkpoint is not None and checkpoint.exists():
+                log(f"  {name} N={n}: continuing from {checkpoint} if it holds this run")
+            res = run_size(potential, params, n, cfg, progress, checkpoint,
+                           "" if key is None else json.dumps(key, sort_keys=True))
             sizes[str(n)] = {c: summarize(*res.times(c)) for c in cfg.criteria}
             cost[str(n)] = {"wall_s": res.wall_s, "nl_reallocations": res.reallocations, "compiles": res.compiles}
             if part is not None:
                 part.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(part, json.dumps({"key": key, "summary": sizes[str(n)], "cost": cost[str(n)]}))
+                checkpoint.unlink(missing_ok=True)
         out["models"][name] = {"sizes": sizes, "beta": fit_model(sizes, cfg.criteria), "cost": cost}
     out["beta_differences"] = beta_differences(out["models"], cfg.criteria, _time_limit_ps(out["protocol"]))
     return out

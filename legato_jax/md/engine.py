@@ -103,16 +103,18 @@ class Tally:
 
 
 def stage_chunks(runner: Runner, carry, steps: int, every: int, blocks: int, tally: Tally | None = None,
-                 offset: int = 0) -> Iterator[tuple[int, Any, Any]]:
-    """Runs a stage of `steps` steps chunk by chunk; yields (first step of the chunk within the
-    stage, carry after it, its host observations) once each chunk has run without overflow and
-    been accepted (`accept` sees the step counted from the run's start, `offset` + first)."""
+                 offset: int = 0, done: int = 0) -> Iterator[tuple[int, Any, Any]]:
+    """Runs a stage of `steps` steps chunk by chunk from step `done` of it (a resumed stage);
+    yields (first step of the chunk within the stage, carry after it, its host observations) once
+    each chunk has run without overflow and been accepted (`accept` sees the step counted from the
+    run's start, `offset` + first)."""
     if every < 1:
         raise ConfigError(f"the observation interval must be >= 1 step, got {every}")
     if steps % every:
         raise ConfigError(f"steps ({steps}) must be a multiple of the observation interval ({every})")
+    if done % every or not 0 <= done <= steps:
+        raise ConfigError(f"a stage resumed at step {done} of {steps} must resume at a check ({every} steps)")
     tally = tally or Tally()
-    done = 0
     while done < steps and not runner.stopped(carry):
         n_active = min(blocks, (steps - done) // every)
         while True:
@@ -129,15 +131,19 @@ def stage_chunks(runner: Runner, carry, steps: int, every: int, blocks: int, tal
 
 def run_stages(begin: Callable[[int, Any, Any], tuple[Runner, Any]], carry, stages: Sequence, every: int,
                chunk_steps: int, on_chunk: Callable[[int, Any, int, Any, Any], None] | None = None,
-               tally: Tally | None = None):
+               tally: Tally | None = None, resume: tuple[int, int] = (0, 0)):
     """Every stage in order: `begin(k, stage, carry)` gives the stage's runner and starting carry,
     `on_chunk(k, stage, first_step, carry, obs)` sees each accepted chunk (first_step counts from
-    the run's start). Stops after a stage whose runner reports `stopped`. Returns the last carry."""
+    the run's start). Stops after a stage whose runner reports `stopped`. Returns the last carry.
+    `resume=(k, done)` starts at step `done` of stage k (its `begin` gives the restored carry)."""
     blocks = max(1, chunk_steps // every)
-    step0 = 0
+    step0 = sum(s.steps for s in stages[: resume[0]])
     for k, stage in enumerate(stages):
+        if k < resume[0]:
+            continue
         runner, carry = begin(k, stage, carry)
-        for first, carry, obs in stage_chunks(runner, carry, stage.steps, every, blocks, tally, step0):
+        done = resume[1] if k == resume[0] else 0
+        for first, carry, obs in stage_chunks(runner, carry, stage.steps, every, blocks, tally, step0, done):
             if on_chunk is not None:
                 on_chunk(k, stage, step0 + first, carry, obs)
         step0 += stage.steps
