@@ -47,8 +47,14 @@ def test_rho_scan_end_to_end_on_tiny_settings(train_yaml, tmp_path, monkeypatch,
     assert (out / "rho_scan.png").stat().st_size > 10_000
     assert (out / "rho_0.01" / "best.npz").exists()
 
-    assert scan(argv, monkeypatch) == 0  # the trained runs are reused, not retrained
+    stored = out / "rho_0" / "measured.json"
+    assert json.loads(stored.read_text())["measured"]["noise_sharpness"] == pytest.approx(float(rows[0]["noise_sharpness"]))
+    marked = json.loads(stored.read_text())
+    marked["measured"]["noise_sharpness"] = 123.0
+    stored.write_text(json.dumps(marked))
+    assert scan(argv, monkeypatch) == 0  # the trained runs and their measurements are reused
     assert "reusing" in capsys.readouterr().err
+    assert float(next(csv.DictReader(open(out / "rho_scan.csv")))["noise_sharpness"]) == 123.0
 
 
 def test_rho_scan_refuses_repeated_rhos(train_yaml, tmp_path, monkeypatch, capsys):

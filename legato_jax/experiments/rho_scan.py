@@ -13,8 +13,9 @@ from typing import Callable
 import numpy as np
 
 from legato_jax.experiments.sharpness import dataset_loss_fn, noise_sharpness, sam_sharpness
-from legato_jax.experiments.ttf import TTFConfig, run_ttf
+from legato_jax.experiments.ttf import TTFConfig, model_fingerprint, run_ttf
 from legato_jax.figures import save_figure
+from legato_jax.outputs import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,26 @@ def train_one(cfg: RhoScanConfig, rho: float, log: Callable[[str], None]):
     return trainer, params, int(state.epoch) - start_epoch
 
 
+MEASURED = "measured.json"  # the measurements of an ended run, with the settings they were made with
+
+
 def measure(cfg: RhoScanConfig, trainer, params) -> dict:
-    """Test-split errors and the two sharpness measures of one trained model."""
+    """Test-split errors and the two sharpness measures of one trained model; stored in
+    RUN/measured.json and reused while the model and the measurement settings are the same."""
+    key = {"model": model_fingerprint(trainer.potential, params), "sharpness_frames": cfg.sharpness_frames,
+           "sharpness_draws": cfg.sharpness_draws, "sharpness_std": cfg.sharpness_std,
+           "sam_probe_rho": cfg.sam_probe_rho}
+    path = trainer.cfg.run_dir / MEASURED
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if stored.get("key") == key:
+            return stored["measured"]
+    measured = _measure(cfg, trainer, params)
+    atomic_write_text(path, json.dumps({"key": key, "measured": measured}, indent=1))
+    return measured
+
+
+def _measure(cfg: RhoScanConfig, trainer, params) -> dict:
     from legato_jax.train.evaluate import error_metrics, predict_frames
 
     test = trainer.data.test or trainer.data.validation

@@ -223,6 +223,8 @@ def run_ttf(models: dict[str, tuple[Potential, object]], cfg: TTFConfig, log: Ca
                 log(f"  {name} N={n}: step {step}/{cfg.steps}, {time.perf_counter() - start:.0f} s, failed {fired}")
 
             checkpoint = None if part is None else part.with_name(part.stem + ".checkpoint.npz")
+            if checkpoint is not None:
+                checkpoint.parent.mkdir(parents=True, exist_ok=True)
             if checkpoint is not None and checkpoint.exists():
                 log(f"  {name} N={n}: continuing from {checkpoint} if it holds this run")
             res = run_size(potential, params, n, cfg, progress, checkpoint,
