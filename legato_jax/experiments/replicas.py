@@ -208,7 +208,7 @@ def save_checkpoint(path: Path, key: str, stage: int, done: int, carry: ReplicaC
             **{f"state_{i}": a for i, a in enumerate(states)}, **{f"nbrs_{i}": a for i, a in enumerate(nbrs)}}
     tmp = path.with_name(path.name + ".tmp.npz")
     try:
-        np.savez(tmp, **data)
+        np.savez_compressed(tmp, **data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
