@@ -9,8 +9,8 @@ half of the batch is still running, the batch is compacted to the running replic
 chunk boundary, so failed replicas stop costing compute (the smaller batch compiles once more).
 Overflow of any replica's list reallocates all lists (sized for the largest) and re-runs the
 chunk from its start. With a checkpoint file the batch (integrator states, lists, failure record)
-is saved after every chunk, and a later call with the same key continues from it exactly. The stage/chunk loop is the MD engine's (`md/engine.py`); this module is
-its replica runner.
+is saved after every chunk, and a later call with the same key continues from it exactly. The
+stage/chunk loop is the MD engine's (`md/engine.py`); this module is its replica runner.
 """
 
 from __future__ import annotations
