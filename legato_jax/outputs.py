@@ -9,6 +9,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from legato_jax.errors import ConfigError
 
 
@@ -47,6 +49,22 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
         with open(tmp, "w", newline="") as fh:
             fh.write(text)
             fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_npz(path: str | Path, arrays: dict, compressed: bool = False) -> Path:
+    """Save `arrays` as an .npz at `path` through a temporary file and a rename, like
+    `atomic_write_text`; `compressed` uses zip deflation (smaller, slower)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    try:
+        (np.savez_compressed if compressed else np.savez)(tmp, **arrays)
+        with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:

@@ -15,7 +15,6 @@ stage/chunk loop is the MD engine's (`md/engine.py`); this module is its replica
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
@@ -33,6 +32,7 @@ from legato_jax.md.integrate import (Stage, Start, allocate, kinetic_energy, mak
                                      start_stage, temperature, update_batch)
 from legato_jax.md.recorder import Recorder
 from legato_jax.md.systems import initial_momenta, masses
+from legato_jax.outputs import atomic_write_npz
 
 
 @dataclass
@@ -206,13 +206,7 @@ def save_checkpoint(path: Path, key: str, stage: int, done: int, carry: ReplicaC
             "done": np.array(done), "rows": carry.rows, "seen": np.asarray(carry.seen), "first": record.first,
             "stopped": record.stopped, "final": record.final, "wall_s": np.array(wall_s),
             **{f"state_{i}": a for i, a in enumerate(states)}, **{f"nbrs_{i}": a for i, a in enumerate(nbrs)}}
-    tmp = path.with_name(path.name + ".tmp.npz")
-    try:
-        np.savez_compressed(tmp, **data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_npz(path, data, compressed=True)
 
 
 def load_checkpoint(path: Path, key: str) -> dict | None:

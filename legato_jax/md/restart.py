@@ -3,7 +3,6 @@ thermostat) at full precision, and restarts from them or from any trajectory fra
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 from ase import Atoms
 
 from legato_jax.errors import ConfigError, DataError
+from legato_jax.outputs import atomic_write_npz
 
 FORMAT = "legato-md-checkpoint-1"
 
@@ -42,15 +42,7 @@ def write_checkpoint(path: str | Path, atoms: Atoms, step: int, state=None) -> N
     rng = getattr(state, "rng", None)
     if rng is not None:
         data["rng"] = np.asarray(rng)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    try:
-        np.savez(tmp, **data)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_npz(path, data)
 
 
 def read_restart(path: str | Path, frame: int = -1) -> Restart:
