@@ -90,3 +90,32 @@ def test_mace_style_underscore_options(project, capsys):
     assert "frames" in capsys.readouterr().out
     assert cli(["data", "inspect", data, "--energy-key", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_several_data_files_train_together_each_split_its_own_way(project, tmp_path, monkeypatch, capsys):
+    """A list of data files (e.g. a dataset and frames added later): each file split by its own
+    split file or automatically, the subsets the unions, frames counted through the files in order."""
+    from ase.io import read
+
+    from legato_jax.data.split import write_split
+
+    images = read(project / "data" / "co.extxyz", ":")
+    write(tmp_path / "more.extxyz", images[:10], format="extxyz")
+    own = {"train": [0, 1, 2, 3, 4, 5], "validation": [6, 7], "test": [8, 9]}
+    write_split(tmp_path / "more.split.json", own, {"file": "more.extxyz"})
+    monkeypatch.chdir(tmp_path)
+    cfg = load_train_config(project / "train.yaml", ["data=[more.extxyz, %s]" % (project / "data" / "co.extxyz"),
+                                                     "split=[more.split.json, null]"])
+    assert cfg.data_files == (str(tmp_path / "more.extxyz"), str(project / "data" / "co.extxyz"))
+    data = load_datasets(cfg)
+    assert data.split["train"][:6] == own["train"] and data.split["test"][:2] == own["test"]
+    assert sorted(sum(data.split.values(), [])) == list(range(30))
+    assert len(data.train) == 6 + 16 and len(data.validation) == 2 + 2
+    np.testing.assert_allclose(data.train[0].positions, images[0].positions)
+    assert cli(["train", str(project / "train.yaml"), "--set", "data=[more.extxyz, more.extxyz]",
+                "--set", "split=[more.split.json]", "--print-config"]) == 2
+    assert "'split' lists 1 files for 2 data files" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="'split' is one file for 2 data files"):
+        TrainConfig(data=("a.extxyz", "b.extxyz"), split="a.split.json")
+    printed = yaml.safe_load(yaml.safe_dump(cfg.to_dict()))
+    assert printed["data"] == list(cfg.data_files) and printed["split"][1] is None

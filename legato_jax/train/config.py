@@ -24,8 +24,10 @@ class TrainConfig:
 
     name: str = "allegro"
     out_dir: str = "runs"
-    data: str = "data/ammonia.extxyz.xz"
-    split: str | None = None  # a split file; None: blocks of consecutive frames dealt by `seed`
+    data: str | tuple[str, ...] = "data/ammonia.extxyz.xz"  # one file, or a list trained on together
+    # a split file, None (blocks of consecutive frames dealt by `seed`), or with a list of data
+    # files a list of the same length whose entries are split files or None
+    split: str | tuple[str | None, ...] | None = None
     split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1)  # train, validation, test, when split is None
     energy_key: str = "energy"
     forces_key: str = "forces"
@@ -89,6 +91,9 @@ class TrainConfig:
         if len(self.split_fractions) != 3 or min(self.split_fractions) < 0 or abs(sum(self.split_fractions) - 1) > 1e-6:
             raise ConfigError(f"training option 'split_fractions' must be three non-negative numbers summing to 1, "
                               f"got {list(self.split_fractions)}")
+        if not self.data_files:
+            raise ConfigError("training option 'data' names no file; give a data file or a list of them")
+        self.split_files  # checks that a split list matches the data list
         if self.init_stats not in INIT_STATS:
             raise ConfigError(f"training option 'init_stats' must be one of {', '.join(INIT_STATS)}, got {self.init_stats!r}")
         if self.early_stop_rule not in RULES:
@@ -110,6 +115,25 @@ class TrainConfig:
         return dataclasses.replace(self, model={**self.model, "species": list(species)})
 
     @property
+    def data_files(self) -> tuple[str, ...]:
+        """The data files, one or several; their frames are trained on together."""
+        return (self.data,) if isinstance(self.data, str) else tuple(self.data)
+
+    @property
+    def split_files(self) -> tuple[str | None, ...]:
+        """One split file (or None: an automatic split) per data file."""
+        n = len(self.data_files)
+        if self.split is None or isinstance(self.split, str):
+            if isinstance(self.split, str) and n > 1:
+                raise ConfigError(f"training option 'split' is one file for {n} data files; give a list of "
+                                  f"{n} split files (null for an automatic split of that file)")
+            return (self.split,) * n
+        if len(self.split) != n:
+            raise ConfigError(f"training option 'split' lists {len(self.split)} files for {n} data files; "
+                              f"give one per data file (null for an automatic split of that file)")
+        return tuple(self.split)
+
+    @property
     def run_dir(self) -> Path:
         return Path(self.out_dir) / self.name
 
@@ -119,6 +143,9 @@ class TrainConfig:
         if self.species is None:
             d["model"]["species"] = None
         d["split_fractions"] = list(self.split_fractions)
+        for key in ("data", "split"):
+            if isinstance(d[key], tuple):
+                d[key] = list(d[key])
         return d
 
     @classmethod
@@ -147,10 +174,15 @@ FILE_KEYS = {"data": "dataset", "split": "split", "model": "model config", "init
 def _resolve_files(data: dict, base: Path | None) -> None:
     """Each file-valued key of `data` located (against `base`, then the working folder, then the
     shipped files) and stored as a path valid from any folder."""
+    def resolved(ref: str, kind: str) -> str:
+        found = locate(ref, kind, base)
+        return portable(found) if found.exists() else ref
+
     for key, kind in FILE_KEYS.items():
         if isinstance(data.get(key), str):
-            found = locate(data[key], kind, base)
-            data[key] = portable(found) if found.exists() else data[key]
+            data[key] = resolved(data[key], kind)
+        elif key in ("data", "split") and isinstance(data.get(key), (list, tuple)):
+            data[key] = [resolved(v, kind) if isinstance(v, str) else v for v in data[key]]
 
 
 def parse_overrides(items: list[str]) -> list[tuple[str, object]]:

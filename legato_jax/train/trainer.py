@@ -62,7 +62,7 @@ class Datasets:
     train: list[FrameGraph]
     validation: list[FrameGraph]
     test: list[FrameGraph]
-    split: dict[str, list[int]]  # frame indices of each subset in the data file
+    split: dict[str, list[int]]  # frame indices of each subset, counted through the data files in order
 
 
 def auto_block(n_frames: int) -> int:
@@ -73,19 +73,27 @@ def auto_block(n_frames: int) -> int:
 
 def load_datasets(cfg: TrainConfig) -> Datasets:
     """Read, validate (species against the model's, or take them from the data) and split the
-    data (the split file, or blocks of consecutive frames dealt by the seed); neighbour lists."""
-    frames = read_frames(cfg.data, LabelKeys(cfg.energy_key, cfg.forces_key, cfg.stress_key), cfg.species)
-    if cfg.split is None:
-        split = block_split(len(frames), cfg.split_fractions, seed=cfg.seed, block=auto_block(len(frames)))
-    else:
-        split = read_split(cfg.split, len(frames))
+    data (each file by its split file, or in blocks of consecutive frames dealt by the seed);
+    neighbour lists. With several data files the subsets are the unions of each file's."""
+    keys = LabelKeys(cfg.energy_key, cfg.forces_key, cfg.stress_key)
+    frames, split = [], {"train": [], "validation": [], "test": []}
+    for file, split_file in zip(cfg.data_files, cfg.split_files):
+        part = read_frames(file, keys, cfg.species)
+        if split_file is None:
+            own = block_split(len(part), cfg.split_fractions, seed=cfg.seed, block=auto_block(len(part)))
+        else:
+            own = read_split(split_file, len(part))
+        for subset, idx in own.items():
+            split[subset] = split.get(subset, []) + [len(frames) + i for i in idx]
+        frames += part
     type_map = TypeMap(cfg.species) if cfg.species is not None else TypeMap.from_frames(frames)
     r_max = cfg.model_config().r_max
     graphs = {k: [frame_graph(frames[i], type_map, r_max) for i in idx] for k, idx in split.items()}
     if cfg.max_train_frames is not None:
         graphs["train"] = graphs["train"][: cfg.max_train_frames]
     if not graphs["train"] or not graphs["validation"]:
-        where = cfg.split or f"split_fractions {list(cfg.split_fractions)} of {len(frames)} frames"
+        where = ", ".join(s or f"split_fractions {list(cfg.split_fractions)} of {f}"
+                          for f, s in zip(cfg.data_files, cfg.split_files))
         raise ConfigError(f"{where}: training and validation subsets must both be non-empty")
     return Datasets(type_map, graphs["train"], graphs["validation"], graphs["test"], split)
 
@@ -207,9 +215,9 @@ class Trainer:
                 "species_scale": self.potential.stats.species_scale,
                 "species_shift": self.potential.stats.species_shift}, indent=1))
             atomic_write_text(run / "metrics.csv", ",".join(METRIC_FIELDS) + "\r\n")
-            if cfg.split is None:
+            if all(s is None for s in cfg.split_files):
                 write_split(run / "split.json", self.data.split, {
-                    "data": cfg.data, "seed": cfg.seed, "fractions": list(cfg.split_fractions),
+                    "data": cfg.data if isinstance(cfg.data, str) else list(cfg.data), "seed": cfg.seed, "fractions": list(cfg.split_fractions),
                     "block": auto_block(sum(len(v) for v in self.data.split.values()))})
             val = self.evaluate(state.ema)
             state = self._early_stopping(state._replace(val_loss=jnp.array(val["loss"], jnp.float32)), val["loss"])
