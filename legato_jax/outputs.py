@@ -40,30 +40,13 @@ def folder(path: str | Path, option: str) -> Path:
     return path
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write `text` to `path` through a temporary file and a rename: a kill leaves the old file or
-    the new one, never a cut one."""
+def _atomic_write(path: str | Path, suffix: str, write) -> Path:
+    """Call `write(tmp)` on a temporary file beside `path`, flush it to disk and rename it over
+    `path`: a kill leaves the old file or the new one, never a cut one."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(path.name + suffix)
     try:
-        with open(tmp, "w", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_npz(path: str | Path, arrays: dict, compressed: bool = False) -> Path:
-    """Save `arrays` as an .npz at `path` through a temporary file and a rename, like
-    `atomic_write_text`; `compressed` uses zip deflation (smaller, slower)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    try:
-        (np.savez_compressed if compressed else np.savez)(tmp, **arrays)
+        write(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -71,6 +54,17 @@ def atomic_write_npz(path: str | Path, arrays: dict, compressed: bool = False) -
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` through a temporary file and a rename."""
+    return _atomic_write(path, ".tmp", lambda tmp: Path(tmp).write_text(text, newline=""))
+
+
+def atomic_write_npz(path: str | Path, arrays: dict, compressed: bool = False) -> Path:
+    """Save `arrays` as an .npz at `path` through a temporary file and a rename; `compressed` uses
+    zip deflation (smaller, slower)."""
+    return _atomic_write(path, ".tmp.npz", lambda tmp: (np.savez_compressed if compressed else np.savez)(tmp, **arrays))
 
 
 def json_ready(obj):
