@@ -62,3 +62,20 @@ def test_label_cli_rejects_bad_input_in_one_line(tmp_path, trajectory):
         assert expected in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
     with pytest.raises(ConfigError, match="must differ"):
         label_file(src, src)
+
+
+def test_frames_the_reference_cannot_label_stop_the_run_or_are_left_out_and_listed(tmp_path):
+    """An NH3 torn apart by a path integral in a hole: GFN1-xTB's SCF does not converge there."""
+    from ase import Atoms
+
+    torn = Atoms("NH3", [[7.214, 7.214, 7.15], [6.959, 6.641, 8.123], [9.952, 6.606, 9.075],
+                         [7.281, 5.679, 11.139]], cell=[15.0] * 3, pbc=True)
+    intact = nh3_molecule()
+    src = tmp_path / "beads.extxyz"
+    write(src, [intact, torn, intact])
+    out = tmp_path / "labels.extxyz"
+    with pytest.raises(ConfigError, match=r"frame 1: GFN1-xTB failed .*--skip-failed"):
+        label_file(src, out)
+    report = label_file(src, out, skip_failed=True)
+    assert (report.selected, report.already, report.labelled, report.failed) == (3, 1, 1, (1,))
+    assert sorted(a.info["source_index"] for a in read(out, index=":")) == [0, 2]

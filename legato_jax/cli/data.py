@@ -66,6 +66,8 @@ def register(sub) -> None:
     lab.add_argument("--max-frames", type=int, default=None, help="label at most this many of the selected frames")
     lab.add_argument("--method", default="GFN1-xTB", choices=["GFN1-xTB", "GFN2-xTB"], help="tblite method of the labels")
     lab.add_argument("--config-type", default=None, help="config_type of the frames (default: labelled_STEM)")
+    lab.add_argument("--skip-failed", action="store_true",
+                     help="leave out (and list) frames the reference cannot label instead of stopping")
     add_json_option(lab, "the report")
     lab.set_defaults(func=_label)
 
@@ -135,10 +137,13 @@ def _label(args) -> int:
     writable(args.output, "--out")
     check_json_target(args)
     report = label_file(args.trajectory, args.output, args.method, args.start, args.every, args.max_frames,
-                        args.config_type, log=lambda line: print(line, file=sys.stderr))
+                        args.config_type, log=lambda line: print(line, file=sys.stderr),
+                        skip_failed=args.skip_failed)
+    failed = (f", {len(report.failed)} left out: the reference failed on frames "
+              f"{', '.join(map(str, report.failed))}" if report.failed else "")
     emit(args, dataclasses.asdict(report),
          f"{report.source}: {report.selected} frames selected, {report.already} labelled before, "
-         f"{report.labelled} labelled now -> {report.output}")
+         f"{report.labelled} labelled now -> {report.output}{failed}")
     return 0
 
 

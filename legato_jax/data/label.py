@@ -54,6 +54,7 @@ class LabelReport:
     already: int  # of those, labelled by an earlier run
     labelled: int  # labelled now
     output: str
+    failed: tuple[int, ...] = ()  # frames the reference could not label (skipped with skip_failed)
 
 
 def _labelled_indices(out: Path, source: str) -> set[int]:
@@ -80,8 +81,11 @@ def _selected(src: Path, start: int, every: int, max_frames: int | None) -> Iter
 
 def label_file(src: str | Path, out: str | Path, method: str = "GFN1-xTB", start: int = 0, every: int = 1,
                max_frames: int | None = None, config_type: str | None = None,
-               log: Callable[[str], None] | None = None) -> LabelReport:
-    """Label frames `start`, `start + every`, ... of `src` with `method` and append them to `out`."""
+               log: Callable[[str], None] | None = None, skip_failed: bool = False) -> LabelReport:
+    """Label frames `start`, `start + every`, ... of `src` with `method` and append them to `out`.
+
+    A frame the reference cannot label (SCF not converged, e.g. a molecule torn apart) stops the
+    run, or with `skip_failed` is logged, left out and listed in the report's `failed`."""
     src, out = Path(src), Path(out)
     if not src.is_file():
         raise ConfigError(f"{src}: no such file; give the trajectory to label (e.g. legato pimd --beads-out)")
@@ -94,6 +98,7 @@ def label_file(src: str | Path, out: str | Path, method: str = "GFN1-xTB", start
     calc = reference_calculator(method)
     done = _labelled_indices(out, str(src))
     selected = already = labelled = 0
+    failed: list[int] = []
     for index, atoms in _selected(src, start, every, max_frames):
         selected += 1
         if index in done:
@@ -107,8 +112,13 @@ def label_file(src: str | Path, out: str | Path, method: str = "GFN1-xTB", start
                 "source_index": index, "method": method,
             })
         except Exception as err:  # tblite reports SCF failures as plain exceptions
-            raise ConfigError(f"{src}, frame {index}: {method} failed ({err}); skip it with --start/--every "
-                              "or check the structure") from err
+            if not skip_failed:
+                raise ConfigError(f"{src}, frame {index}: {method} failed ({err}); leave such frames out with "
+                                  "--skip-failed, or skip it with --start/--every") from err
+            failed.append(index)
+            if log is not None:
+                log(f"{src.name} frame {index}: {method} failed ({err}); left out")
+            continue
         if not np.all(np.isfinite(frame.get_forces())):
             raise ConfigError(f"{src}, frame {index}: {method} gave non-finite forces")
         write(out, frame, format="extxyz", append=True)
@@ -117,4 +127,4 @@ def label_file(src: str | Path, out: str | Path, method: str = "GFN1-xTB", start
             log(f"{src.name} frame {index}: E = {frame.get_potential_energy():.4f} eV")
     if selected == 0:
         raise ConfigError(f"{src}: no frame selected (start {start}, every {every}); lower --start")
-    return LabelReport(str(src), selected, already, labelled, str(out))
+    return LabelReport(str(src), selected, already, labelled, str(out), tuple(failed))
