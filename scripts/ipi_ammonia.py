@@ -3,7 +3,7 @@ forces, in FOLDER with STEPS steps and BEADS beads; prints the production averag
 --equilibrate steps dropped) as JSON: per-atom centroid-virial kinetic energy of H and N, potential
 energy, and the wall time per step.
 
-    python scripts/ipi_ammonia.py FOLDER STEPS BEADS [--model legato] [--equilibrate 1000] [--dt 0.5] [--splitting baoab]
+    python scripts/ipi_ammonia.py FOLDER STEPS BEADS [--model legato] [--equilibrate 1000] [--dt 0.5] [--splitting baoab] [--json PATH]
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ def main() -> int:
     p.add_argument("--equilibrate", type=int, default=1000)
     p.add_argument("--dt", type=float, help="time step in fs (default: the example's)")
     p.add_argument("--splitting", choices=["obabo", "baoab"], help="i-PI's integrator splitting (default: i-PI's, obabo)")
+    p.add_argument("--json", help="write the averages here too")
     args = p.parse_args()
     folder = Path(args.folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -52,11 +53,13 @@ def main() -> int:
     t0 = time.perf_counter()
     server = subprocess.Popen([ipi, "input.xml"], cwd=folder, stdout=open(folder / "ipi.log", "w"), stderr=subprocess.STDOUT)
     client = subprocess.run([str(Path(sys.executable).parent / "legato"), "ipi", "--model", args.model, "--unix",
-                             str(folder / "ipi_legato"), "--structure", str(folder / "ammonia_64.extxyz")])
+                             str(folder / "ipi_legato"), "--structure", str(folder / "ammonia_64.extxyz")],
+                            stdout=open(folder / "client.log", "w"), stderr=subprocess.STDOUT)
     server.wait(timeout=600)
     wall = time.perf_counter() - t0
     if client.returncode or server.returncode:
-        raise SystemExit(f"i-PI ({server.returncode}) or legato ipi ({client.returncode}) failed; see {folder}/ipi.log")
+        raise SystemExit(f"i-PI ({server.returncode}) or legato ipi ({client.returncode}) failed; "
+                         f"see {folder}/ipi.log and {folder}/client.log")
     table = np.loadtxt(folder / "ammonia_pimd.out")
     prod = table[table[:, 0] > args.equilibrate]
     numbers = read(EXAMPLE / "ammonia_64.extxyz").numbers
@@ -69,6 +72,8 @@ def main() -> int:
         out[key], out[key + "_err"], out[key + "_tau_rows"], out[key + "_reliable"] = m.mean, m.error, m.tau, m.reliable
         out[key + "_block_err"] = block_standard_error(prod[:, col] / n, max(1, len(prod) // 10))
     print(json.dumps(out, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
     return 0
 
 
