@@ -19,6 +19,7 @@ PACKAGE_DATA = ("legato_jax/md/presets/demo.yaml", "legato_jax/md/presets/paper-
                 "legato_jax/md/presets/paper-text.yaml", "legato_jax/md/presets/stressed.yaml",
                 "legato_jax/data/structures/ammonia_64.extxyz",
                 "legato_jax/shipped/data/ammonia.extxyz.xz", "legato_jax/shipped/data/ammonia.split.json",
+                "legato_jax/shipped/data/ammonia_pimd.extxyz.xz", "legato_jax/shipped/data/ammonia_pimd_r2.split.json",
                 "legato_jax/shipped/models/legato/best.npz", "legato_jax/shipped/models/allegro/best.npz",
                 "legato_jax/shipped/configs/train/legato.yaml", "legato_jax/shipped/configs/model/allegro-tiny.yaml")
 
