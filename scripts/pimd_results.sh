@@ -22,7 +22,7 @@ step() {  # step SUMMARY COMMAND...: run COMMAND unless SUMMARY exists
 pimd() { legato pimd --model "$MODEL" --no-progress "$@"; }
 
 step "$OUT/nh3_convergence.json" pimd --molecule NH3 --beads 1 2 4 8 16 32 --temperature 200 --dt 0.5 \
-    --equilibrate 2000 --steps 20000 --tau 20 --json "$OUT/nh3_convergence.json"
+    --equilibrate 2000 --steps 20000 --tau 20 --health warn --json "$OUT/nh3_convergence.json"
 step "$OUT/liquid_classical.json" pimd --structure "$S" --beads 1 --trpmd --equilibrate 2000 --steps 12000 \
     --log-every 4 --out "$OUT/classical.extxyz" --json "$OUT/liquid_classical.json"
 step "$OUT/liquid_native_p8.json" pimd --structure "$S" --beads 8 --tau 100 --equilibrate 1000 --steps 3000 \
