@@ -260,3 +260,17 @@ def test_max_minutes_stops_within_an_epoch_and_resume_repeats_it_whole(toy_data,
     trainer, state = resume(tmp_path / "timed", progress=False, overrides={"max_minutes": 60, "max_epochs": 1})
     state = trainer.fit(state)
     assert int(state.epoch) == 1 and int(state.step) == trainer.steps_per_epoch
+
+
+def test_every_shipped_training_config_loads_and_names_files_that_exist():
+    from pathlib import Path
+
+    from legato_jax.shipped import locate
+
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted((root / "configs" / "train").glob("*.yaml")):
+        cfg = load_train_config(path)
+        named = [*cfg.data_files, *(s for s in cfg.split_files if s is not None)]
+        named += [ref for ref in (cfg.model, cfg.init_from) if isinstance(ref, str)]
+        for ref in named:
+            assert locate(ref, base=root).exists(), f"{path.name} names {ref}, which is not in the checkout"
