@@ -21,6 +21,7 @@ import numpy as np
 from ase.io import read
 
 from legato_jax.analysis.timeseries import block_standard_error, mean_and_error
+from legato_jax.outputs import atomic_write_text
 
 EXAMPLE = Path(__file__).parents[1] / "configs" / "ipi"
 
@@ -71,9 +72,10 @@ def main() -> int:
         m = mean_and_error(prod[:, col] / n)
         out[key], out[key + "_err"], out[key + "_tau_rows"], out[key + "_reliable"] = m.mean, m.error, m.tau, m.reliable
         out[key + "_block_err"] = block_standard_error(prod[:, col] / n, max(1, len(prod) // 10))
-    print(json.dumps(out, indent=1))
+    text = json.dumps(out, indent=1)
+    print(text)
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+        atomic_write_text(args.json, text + "\n")
     return 0
 
 
